@@ -1,0 +1,138 @@
+"""The course model and its checkpoints."""
+import argparse
+
+import pytest
+import torch
+
+from utils.models import (CheckpointError, OrcaLeopardNet, build_model, load_checkpoint, save_checkpoint)
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    m = OrcaLeopardNet()
+    # non-trivial batch-norm statistics, so the round-trip checks buffers too
+    m.train()
+    with torch.no_grad():
+        m(torch.rand(8, 3, 64, 64))
+    return m.eval()
+
+
+@pytest.mark.parametrize("size, fmap", [(32, 4), (64, 8), (192, 24), (224, 28)])
+def test_shapes(model, size, fmap):
+    x = torch.rand(2, 3, size, size)
+    logits, feats = model.forward_with_features(x)
+    assert logits.shape == (2, 2)
+    assert feats.shape == (2, 128, fmap, fmap)
+    assert torch.allclose(model(x), logits)
+
+
+def test_gap_linear_head_gives_the_cam_identity(model):
+    """logit_c = mean_xy(sum_k w_ck f_k) + b_c: the head is exactly GAP + linear."""
+    x = torch.rand(3, 3, 64, 64)
+    logits, f = model.forward_with_features(x)
+    cams = torch.einsum("ck,nkhw->nchw", model.classifier.weight, f)
+    assert torch.allclose(cams.mean((2, 3)) + model.classifier.bias, logits, atol=1e-5)
+
+
+def test_parts_are_reachable(model):
+    assert isinstance(model.last_conv, torch.nn.Conv2d) and model.last_conv.out_channels == 128
+    assert isinstance(model.features[-1], torch.nn.ReLU)
+    assert model.classifier.in_features == 128
+    # normalisation lives inside: an all-mean image maps to zero
+    mean = model.normalize.mean.view(1, 3, 1, 1).expand(1, 3, 4, 4)
+    assert torch.allclose(model.normalize(mean), torch.zeros(1, 3, 4, 4), atol=1e-6)
+
+
+def test_checkpoint_round_trip(model, tmp_path):
+    meta = {"image_size": 64, "classes": ["leopard", "orca"], "accuracy": {"val": 0.99}}
+    path = save_checkpoint(model, tmp_path / "sub" / "m.pt", meta)
+    loaded, meta2 = load_checkpoint(path)
+    assert meta2 == meta and not loaded.training
+    sd1, sd2 = model.state_dict(), loaded.state_dict()
+    assert sd1.keys() == sd2.keys() and all(torch.equal(sd1[k], sd2[k]) for k in sd1)
+    x = torch.rand(2, 3, 64, 64)
+    assert torch.equal(model(x), loaded(x))
+    # plain torch.load with weights_only=True reads it (no pickled code)
+    assert torch.load(path, weights_only=True)["format"].endswith("checkpoint")
+    assert [p.name for p in path.parent.iterdir()] == ["m.pt"]  # no temporary file left behind
+
+
+def test_other_widths_round_trip(tmp_path):
+    m = OrcaLeopardNet(widths=(8, 8, 16))
+    loaded, _ = load_checkpoint(save_checkpoint(m, tmp_path / "small.pt"))
+    assert loaded.widths == (8, 8, 16)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint at .*python -m utils.train"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_truncated_file(model, tmp_path):
+    path = save_checkpoint(model, tmp_path / "m.pt")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint \\(truncated or corrupt\\?\\).*delete"):
+        load_checkpoint(path)
+
+
+def test_garbage_file(tmp_path):
+    path = tmp_path / "m.pt"
+    path.write_bytes(b"this is not a checkpoint" * 10)
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(path)
+
+
+def test_foreign_checkpoint(tmp_path):
+    path = tmp_path / "m.pt"
+    torch.save({"weights": torch.zeros(3)}, path)
+    with pytest.raises(CheckpointError, match="not a checkpoint of this course"):
+        load_checkpoint(path)
+
+
+def test_pickled_code_is_refused(tmp_path):
+    path = tmp_path / "m.pt"
+    torch.save(argparse.Namespace(a=1), path)  # an arbitrary object: weights_only=True refuses to unpickle it
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(path)
+
+
+def test_mismatched_architecture(model, tmp_path):
+    path = save_checkpoint(model, tmp_path / "m.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["model"]["widths"] = [16, 32, 64, 64]  # says one thing, weights say another
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="does not match the architecture"):
+        load_checkpoint(path)
+    payload["model"] = {"arch": "ResNet50"}
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="unknown architecture 'ResNet50'"):
+        load_checkpoint(path)
+
+
+def test_failed_save_leaves_nothing(model, tmp_path):
+    with pytest.raises(TypeError, match="JSON-serialisable"):
+        save_checkpoint(model, tmp_path / "m.pt", {"bad": object()})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_does_not_replace_a_good_file_on_failure(model, tmp_path, monkeypatch):
+    path = save_checkpoint(model, tmp_path / "m.pt", {"v": 1})
+
+    def broken_save(obj, f):
+        f.write(b"partial")
+        raise OSError("disk full")
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(model, path, {"v": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(path)[1] == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+
+
+def test_bad_model_config():
+    with pytest.raises(ValueError, match="widths"):
+        OrcaLeopardNet(widths=())
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build_model({"arch": "vgg"})

@@ -1,0 +1,186 @@
+"""The one architecture of the course, and its checkpoints (DESIGN.md, section 2).
+
+``OrcaLeopardNet``: input normalisation → conv blocks (3×3 conv, batch norm,
+ReLU; 2×2 max-pool after every block but the last) → global average pooling →
+linear. Global average pooling is what makes the true CAM of Zhou et al. (2016)
+exist: with features ``f_k(x, y)`` of the last block and linear weights
+``w_ck``, the logit is ``y_c = Σ_k w_ck · mean_xy f_k(x, y) + b_c``, so
+``M_c(x, y) = Σ_k w_ck f_k(x, y)`` averages to ``y_c − b_c``.
+
+Reach the parts explanations need as ``model.features`` (the conv stack; its
+last module is the ReLU after the last conv), ``model.last_conv``,
+``model.pool`` and ``model.classifier``; ``model.forward_with_features(x)``
+returns logits and last features from one pass (what CAMLoss trains with).
+
+Checkpoints are a plain dict of tensors and JSON-like metadata, written
+atomically (temporary file, verified with ``torch.load(weights_only=True)``,
+then renamed) and read back with ``weights_only=True``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["OrcaLeopardNet", "build_model", "save_checkpoint", "load_checkpoint", "CheckpointError",
+           "IMAGENET_MEAN", "IMAGENET_STD", "CHECKPOINT_FORMAT"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CHECKPOINT_FORMAT = "visual-explanations-cnn/checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+class Normalize(nn.Module):
+    """``(x − mean) / std`` per channel, so models take images in ``[0, 1]``."""
+
+    def __init__(self, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class OrcaLeopardNet(nn.Module):
+    """Conv blocks → global average pooling → linear (the course model).
+
+    ``widths`` are the channels of the conv blocks; with 4 blocks the feature
+    map is 1/8 of the input side (8×8 at 64 px, 24×24 at 192 px).
+    """
+
+    arch = "OrcaLeopardNet"
+
+    def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 128), num_classes: int = 2):
+        super().__init__()
+        widths = tuple(int(w) for w in widths)
+        if not widths or min(widths) < 1:
+            raise ValueError(f"widths must be a non-empty tuple of positive ints; got {widths}")
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2; got {num_classes}")
+        self.widths, self.num_classes = widths, int(num_classes)
+        self.normalize = Normalize()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for i, w in enumerate(widths):
+            layers += [nn.Conv2d(c_in, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=False)]
+            if i < len(widths) - 1:
+                layers.append(nn.MaxPool2d(2))
+            c_in = w
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(widths[-1], num_classes)
+
+    @property
+    def last_conv(self) -> nn.Conv2d:
+        """The last convolution (Grad-CAM's usual target layer is ``features[-1]``, its ReLU)."""
+        return [m for m in self.features if isinstance(m, nn.Conv2d)][-1]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"arch": self.arch, "widths": list(self.widths), "num_classes": self.num_classes}
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Last conv features ``[N, K, h, w]`` of images ``[N, 3, H, W]`` in ``[0, 1]``."""
+        return self.features(self.normalize(images))
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits from last features: global average pooling then the linear layer."""
+        return self.classifier(self.pool(features).flatten(1))
+
+    def forward_with_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.forward_features(images)
+        return self.head(feats), feats
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(images))
+
+
+def build_model(config: dict[str, Any] | None = None) -> OrcaLeopardNet:
+    """A fresh model from a ``model.config`` dict (``None``: the default architecture)."""
+    config = dict(config or {"arch": OrcaLeopardNet.arch})
+    arch = config.pop("arch", OrcaLeopardNet.arch)
+    if arch != OrcaLeopardNet.arch:
+        raise ValueError(f"unknown architecture {arch!r}; this course has only {OrcaLeopardNet.arch!r}")
+    return OrcaLeopardNet(widths=tuple(config.get("widths", (16, 32, 64, 128))),
+                          num_classes=config.get("num_classes", 2))
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: unreadable, not ours, or not matching the model."""
+
+
+def _json_safe(meta: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return json.loads(json.dumps(meta))
+    except TypeError as e:
+        raise TypeError(f"checkpoint metadata must be JSON-serialisable: {e}") from None
+
+
+def save_checkpoint(model: OrcaLeopardNet, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` and ``meta`` (image size, classes, training config, metrics…) to ``path`` atomically.
+
+    The file appears complete or not at all: it is written to a temporary file in
+    the same folder, read back with ``torch.load(weights_only=True)``, then renamed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "model": model.config,
+        "meta": _json_safe(meta or {}),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        check = torch.load(tmp, map_location="cpu", weights_only=True)
+        if check.keys() != payload.keys() or check["state_dict"].keys() != payload["state_dict"].keys():
+            raise CheckpointError(f"verification of {tmp} failed: it does not read back as written")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
+                    ) -> tuple[OrcaLeopardNet, dict[str, Any]]:
+    """Read a checkpoint written by :func:`save_checkpoint`: ``(model in eval mode, meta)``.
+
+    Raises ``FileNotFoundError`` if there is no file and :class:`CheckpointError`
+    (a ``ValueError``) if it is truncated, corrupt, of another format or does not
+    fit the architecture it names.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}; train one with `python -m utils.train default`")
+    fix = f"delete {path} and train again (`python -m utils.train ...`)"
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, random bytes, pickled objects weights_only refuses...
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): "
+                              f"{type(e).__name__}: {str(e).splitlines()[0][:200]}; {fix}") from e
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a checkpoint of this course (no {CHECKPOINT_FORMAT!r} header); {fix}")
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {payload.get('version')!r}, "
+                              f"this code reads version {CHECKPOINT_VERSION}; {fix}")
+    try:
+        model = build_model(payload["model"])
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{path} does not match the architecture it names "
+                              f"({payload.get('model')}): {str(e).splitlines()[0][:300]}; {fix}") from e
+    model.to(device).eval()
+    return model, payload.get("meta", {})
