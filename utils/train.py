@@ -1,0 +1,322 @@
+"""One training loop, several strategies (DESIGN.md, sections 2 and 4).
+
+Strategies differ only in their loss and in the training data's background rule:
+
+* ``default`` — cross-entropy on ``train`` (leopards on land, orcas on sea):
+  the background predicts the class, and the model is free to use it.
+* ``oracle`` — the same loss on the same animals, but on backgrounds drawn
+  independently of the class: the control that shows the object is learnable.
+* ``camloss`` — added by the CAMLoss issue: a :class:`Strategy` whose
+  :meth:`Strategy.loss` adds a penalty computed from ``model.forward_with_features``.
+
+Command line (writes ``<name>.pt`` and ``<name>.json`` and prints a table)::
+
+    python -m utils.train default --seed 0
+    python -m utils.train oracle --seed 1 --epochs 8 --out /tmp/models
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .data import DEFAULT_IMAGE_SIZE, SPLITS, SplitData, _check_image_size, load_split
+from .models import OrcaLeopardNet, build_model, load_checkpoint, save_checkpoint
+
+__all__ = ["Strategy", "STRATEGIES", "TrainConfig", "TrainResult", "train", "evaluate", "evaluate_splits",
+           "pick_device", "seed_everything", "load_or_train", "save_result", "DEFAULT_MODELS_DIR"]
+
+#: Where trained models live (git-ignored): ``data/models/<name>.pt`` and ``.json``.
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
+
+LossFn = Callable[[OrcaLeopardNet, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _cross_entropy(model: OrcaLeopardNet, images: torch.Tensor, labels: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    logits = model(images)
+    return F.cross_entropy(logits, labels), logits
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """How to train: the loss ``(model, images, labels) -> (loss, logits)`` and the training backgrounds."""
+    name: str
+    description: str
+    loss: LossFn = _cross_entropy
+    #: ``None``: the ``train`` split as it is; ``"random"``: backgrounds independent of the class.
+    train_backgrounds: str | None = None
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "default": Strategy("default", "cross-entropy; the background predicts the class"),
+    "oracle": Strategy("oracle", "cross-entropy on class-independent backgrounds (control)",
+                       train_backgrounds="random"),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a trained model (same config + same seed → same weights on CPU)."""
+    strategy: str = "default"
+    seed: int = 0
+    epochs: int = 6
+    image_size: int = DEFAULT_IMAGE_SIZE
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    n_train: int = 2000
+    n_eval: int = 400
+    data_seed: int = 0
+    widths: tuple[int, ...] = (16, 32, 64, 128)
+    device: str = "auto"
+    extra: dict[str, Any] = field(default_factory=dict)  # strategy options (e.g. camloss λ, σ)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        for name in ("seed", "epochs", "batch_size", "n_train", "n_eval", "data_seed"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"{name} must be an int; got {type(v).__name__}")
+            if v < (0 if name in ("seed", "data_seed") else 1):
+                raise ValueError(f"{name} must be {'>= 0' if 'seed' in name else '>= 1'}; got {v}")
+        _check_image_size(self.image_size)
+        if not (self.lr > 0):
+            raise ValueError(f"lr must be > 0; got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay}")
+        if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]'; got {self.device!r}")
+        object.__setattr__(self, "widths", tuple(self.widths))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["widths"] = list(self.widths)
+        return d
+
+    def same_model_as(self, other: dict[str, Any]) -> bool:
+        """Whether a saved config (``to_dict`` form) describes the same training, device aside."""
+        mine = {k: v for k, v in self.to_dict().items() if k != "device"}
+        theirs = {k: v for k, v in other.items() if k != "device"}
+        return mine == theirs
+
+
+@dataclass
+class TrainResult:
+    model: OrcaLeopardNet
+    config: TrainConfig
+    accuracy: dict[str, float]           #: per split, ``train`` included
+    history: list[dict[str, float]]      #: per epoch: mean loss, train accuracy
+    device: str
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"strategy": self.config.strategy, "config": self.config.to_dict(), "accuracy": self.accuracy,
+                "history": self.history, "device": self.device, "train_seconds": round(self.seconds, 1)}
+
+
+# --------------------------------------------------------------------------- helpers
+def pick_device(preference: str = "auto") -> torch.device:
+    """CUDA when present (Colab), else CPU; ``"cuda"`` without a GPU is an error, not a silent fallback."""
+    if preference == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(preference).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was asked for but no CUDA device is available; use 'auto' or 'cpu'")
+    return torch.device(preference)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (CPU and CUDA) and make cuDNN deterministic."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+@functools.lru_cache(maxsize=16)
+def _split(split: str, n: int, image_size: int, data_seed: int, backgrounds: str | None) -> SplitData:
+    # Cached per process: several trainings in one notebook or script share the drawn images.
+    # The tensors are shared, so treat them as read-only.
+    return load_split(split, n, image_size, data_seed, backgrounds)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
+    """Accuracy of ``model`` (put in eval mode, restored afterwards) on ``images``/``labels``."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    correct = 0
+    try:
+        for i in range(0, len(labels), batch_size):
+            pred = model(images[i:i + batch_size].to(device)).argmax(1)
+            correct += int((pred.cpu() == labels[i:i + batch_size]).sum())
+    finally:
+        model.train(was_training)
+    return correct / max(len(labels), 1)
+
+
+def evaluate_splits(model: torch.nn.Module, config: TrainConfig, splits: tuple[str, ...] = SPLITS
+                    ) -> dict[str, float]:
+    """Accuracy on each split (``train``: the training set the strategy used; others: ``n_eval`` images)."""
+    out = {}
+    for s in splits:
+        if s == "train":
+            d = _split("train", config.n_train, config.image_size, config.data_seed,
+                       STRATEGIES[config.strategy].train_backgrounds)
+        else:
+            d = _split(s, config.n_eval, config.image_size, config.data_seed, None)
+        out[s] = round(evaluate(model, d.images, d.labels), 4)
+    return out
+
+
+# --------------------------------------------------------------------------- training
+def train(config: TrainConfig | None = None, progress: bool = True, **overrides: Any) -> TrainResult:
+    """Train one model: ``train(TrainConfig(strategy="oracle", seed=1))`` or ``train(strategy="oracle")``."""
+    config = dataclasses.replace(config or TrainConfig(), **overrides) if overrides else (config or TrainConfig())
+    strategy = STRATEGIES[config.strategy]
+    device = pick_device(config.device)
+    start = time.perf_counter()
+
+    data = _split("train", config.n_train, config.image_size, config.data_seed, strategy.train_backgrounds)
+    seed_everything(config.seed)
+    model = build_model({"arch": OrcaLeopardNet.arch, "widths": config.widths}).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps = -(-config.n_train // config.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * steps)
+    order = torch.Generator().manual_seed(config.seed)
+    images, labels = data.images.to(device), data.labels.to(device)
+
+    history: list[dict[str, float]] = []
+    bar = tqdm(total=config.epochs * steps, desc=f"{config.strategy} seed {config.seed}",
+               disable=not progress, unit="batch", leave=False)
+    model.train()
+    try:
+        for epoch in range(config.epochs):
+            perm = torch.randperm(config.n_train, generator=order).to(device)
+            total, correct = 0.0, 0
+            for i in range(steps):
+                idx = perm[i * config.batch_size:(i + 1) * config.batch_size]
+                loss, logits = strategy.loss(model, images[idx], labels[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += loss.item() * len(idx)
+                correct += int((logits.argmax(1) == labels[idx]).sum())
+                bar.update()
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
+            history.append({"epoch": epoch + 1, "loss": round(total / config.n_train, 4),
+                            "train_acc": round(correct / config.n_train, 4)})
+    finally:
+        bar.close()
+    model.eval()
+    accuracy = evaluate_splits(model, config)
+    return TrainResult(model, config, accuracy, history, str(device), time.perf_counter() - start)
+
+
+def _check_writable(folder: Path) -> Path:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise ValueError(f"output folder {folder} is not writable ({e.strerror or e}); "
+                         f"choose another with --out DIR") from None
+    return folder
+
+
+def default_name(config: TrainConfig) -> str:
+    return f"{config.strategy}_seed{config.seed}"
+
+
+def save_result(result: TrainResult, out_dir: str | os.PathLike = DEFAULT_MODELS_DIR,
+                name: str | None = None) -> tuple[Path, Path]:
+    """Write ``<name>.pt`` (checkpoint with metadata) and ``<name>.json`` (accuracy per split, config)."""
+    out_dir = _check_writable(Path(out_dir))
+    name = name or default_name(result.config)
+    meta = {"image_size": result.config.image_size, "classes": ["leopard", "orca"], **result.to_json()}
+    pt = save_checkpoint(result.model, out_dir / f"{name}.pt", meta)
+    js = out_dir / f"{name}.json"
+    fd, tmp = tempfile.mkstemp(prefix=f".{js.name}.", dir=out_dir)
+    with os.fdopen(fd, "w") as f:
+        json.dump(meta, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, js)
+    return pt, js
+
+
+def load_or_train(strategy: str = "default", seed: int = 0, models_dir: str | os.PathLike = DEFAULT_MODELS_DIR,
+                  progress: bool = True, **config: Any) -> tuple[OrcaLeopardNet, dict[str, Any]]:
+    """The model ``<strategy>_seed<seed>`` from ``models_dir`` if it was trained with this config, else train and save it.
+
+    Either way the weights are the same (training is deterministic on CPU), so a
+    notebook's outputs do not depend on which path it took. Returns ``(model, meta)``.
+    """
+    cfg = TrainConfig(strategy=strategy, seed=seed, **config)
+    path = Path(models_dir) / f"{default_name(cfg)}.pt"
+    if path.is_file():
+        model, meta = load_checkpoint(path, pick_device(cfg.device))
+        if cfg.same_model_as(meta.get("config", {})):
+            return model, meta
+    result = train(cfg, progress=progress)
+    save_result(result, models_dir)
+    model, meta = load_checkpoint(path, pick_device(cfg.device))
+    return model, meta
+
+
+def format_table(accuracy: dict[str, float]) -> str:
+    rows = [f"{'split':<14}{'accuracy':>9}"] + [f"{s:<14}{a:>9.3f}" for s, a in accuracy.items()]
+    return "\n".join(rows)
+
+
+# --------------------------------------------------------------------------- CLI
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m utils.train", description="Train the course model.")
+    parser.add_argument("strategy", help=f"one of: {', '.join(f'{k} ({v.description})' for k, v in STRATEGIES.items())}")
+    d = TrainConfig()
+    parser.add_argument("--seed", type=int, default=d.seed, help="training seed (default 0)")
+    parser.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
+    parser.add_argument("--image-size", type=int, default=d.image_size, help=f"pixels, 32-224 (default {d.image_size})")
+    parser.add_argument("--n-train", type=int, default=d.n_train, help=f"training images (default {d.n_train})")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    parser.add_argument("--out", default=str(DEFAULT_MODELS_DIR), help="output folder (default data/models/)")
+    parser.add_argument("--name", default=None, help="file name stem (default <strategy>_seed<seed>)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    try:
+        cfg = TrainConfig(strategy=args.strategy, seed=args.seed, epochs=args.epochs, image_size=args.image_size,
+                          n_train=args.n_train, batch_size=args.batch_size, lr=args.lr, device=args.device)
+        out = _check_writable(Path(args.out))  # fail before training, not after
+        device = pick_device(cfg.device)
+    except (ValueError, TypeError) as e:
+        parser.error(str(e))
+    print(f"training {cfg.strategy!r} (seed {cfg.seed}, {cfg.epochs} epochs, {cfg.image_size} px, "
+          f"{cfg.n_train} images) on {device}", file=sys.stderr)
+    result = train(cfg, progress=not args.quiet)
+    pt, js = save_result(result, out, args.name)
+    print(format_table(result.accuracy))
+    print(f"saved {pt} and {js} ({result.seconds:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
