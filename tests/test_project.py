@@ -1,0 +1,79 @@
+"""The project's promises about itself: README commands, CI script, pinned environments."""
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_commands() -> dict[str, str]:
+    """The two commands in the README, found by the HTML comments that label their code blocks."""
+    text = (ROOT / "README.md").read_text()
+    found = {}
+    for label in ("install", "test"):
+        m = re.search(rf"<!-- {label}-command -->\s*```(?:bash|sh)?\n(.+?)\n```", text, re.S)
+        assert m, f"README has no code block labelled <!-- {label}-command -->"
+        lines = [ln for ln in m.group(1).splitlines() if ln.strip()]
+        assert len(lines) == 1, f"the README {label} command must be one line, got {lines}"
+        found[label] = lines[0].strip()
+    return found
+
+
+def test_readme_has_exactly_two_commands_and_ci_runs_them_in_order():
+    cmds = readme_commands()
+    ci = (ROOT / ".ci" / "run").read_text()
+    ci_lines = [ln.strip() for ln in ci.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    i, t = ci_lines.index(cmds["install"]), ci_lines.index(cmds["test"])
+    assert i < t, ".ci/run must install before it tests"
+    assert "set -euo pipefail" in ci  # any failure fails CI
+    assert "--nbval" in cmds["test"] and "--nbval-lax" not in cmds["test"]
+
+
+def test_ci_script_is_valid_bash():
+    subprocess.run(["bash", "-n", str(ROOT / ".ci" / "run")], check=True)
+
+
+def _pyproject_pins() -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = set(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        pins |= set(extra)
+    return pins
+
+
+def _environment_pins() -> set[str]:
+    # environment.yml is simple enough to read without a YAML library: the pip: list.
+    lines = (ROOT / "environment.yml").read_text().splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.strip() == "- pip:")
+    pins = set()
+    for ln in lines[start + 1:]:
+        m = re.match(r"\s+-\s+(\S+)\s*$", ln)
+        if not m:
+            break
+        pins.add(m.group(1))
+    return pins
+
+
+def test_environment_yml_agrees_with_pyproject():
+    assert _environment_pins() == _pyproject_pins()
+
+
+def test_every_dependency_is_pinned_exactly_and_torch_as_required():
+    pins = _pyproject_pins()
+    assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][0-9A-Za-z.+-]*", p) for p in pins), pins
+    assert {"torch==2.14.1", "torchvision==0.29.1"} <= pins
+    names = {p.split("==")[0] for p in pins}
+    assert {"grad-cam", "matplotlib", "ipywidgets", "jupyterlab", "nbval", "tqdm", "pytest", "captum"} <= names
+
+
+def test_installed_versions_match_the_pins():
+    from importlib.metadata import version
+    mismatched = {p for p in _pyproject_pins() if version(p.split("==")[0]) != p.split("==")[1]}
+    assert not mismatched, f"installed versions differ from the pins: {mismatched}; run the README install command"
+
+
+def test_python_is_one_the_project_supports():
+    assert sys.version_info >= (3, 10)
