@@ -1,0 +1,8 @@
+"""Explanation methods, written from scratch; one signature for all (see ``_common``):
+
+    method(model, images, target=None, **options) -> Tensor[N, H, W]
+"""
+from .occlusion import count_windows, occlusion
+from .saliency import saliency, smoothgrad
+
+__all__ = ["saliency", "smoothgrad", "occlusion", "count_windows"]

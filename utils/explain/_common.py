@@ -1,0 +1,112 @@
+"""What every explanation method shares: input checks, target resolution, leaving the model as found.
+
+The one API (DESIGN.md, section 2)::
+
+    method(model, images, target=None, **options) -> Tensor[N, H, W]
+
+* ``images``: float ``[N, 3, H, W]`` on the model's device; in ``[0, 1]`` for
+  models that normalise internally (the course model), any range otherwise.
+* ``target``: ``None`` (the predicted class), an int, or N ints.
+* returns raw float32 maps at input resolution, same device, no per-image rescaling.
+* leaves the model as it found it: train/eval mode, ``requires_grad``, ``.grad``.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+Target = int | Sequence[int] | torch.Tensor | None
+
+
+def expects_unit_range(model: nn.Module) -> bool:
+    """Whether the model normalises internally, so its inputs must be images in [0, 1]."""
+    return isinstance(getattr(model, "normalize", None), nn.Module)
+
+
+def check_images(model: nn.Module, images: object) -> torch.Tensor:
+    """Validate ``images`` for ``model``; raise TypeError/ValueError naming the problem and the fix."""
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor of shape [N, 3, H, W]; got {type(images).__name__}")
+    if not images.is_floating_point():
+        hint = " (divide uint8 images by 255)" if images.dtype == torch.uint8 else ""
+        raise TypeError(f"images must be a float tensor; got dtype {images.dtype}{hint}")
+    if images.dim() == 3:
+        raise ValueError(f"images must have shape [N, 3, H, W]; got {list(images.shape)} "
+                         f"(one image? add a batch dimension: images.unsqueeze(0))")
+    if images.dim() != 4:
+        raise ValueError(f"images must have shape [N, 3, H, W]; got {list(images.shape)}")
+    if images.shape[0] == 0:
+        raise ValueError("images is an empty batch (N = 0); pass at least one image")
+    if images.shape[1] != 3:
+        raise ValueError(f"images must have 3 colour channels in dimension 1; got shape {list(images.shape)} "
+                         f"(channels last? use images.permute(0, 3, 1, 2))")
+    param = next(iter(model.parameters()), None)
+    if param is not None and param.device != images.device:
+        raise ValueError(f"images are on {images.device} but the model is on {param.device}; "
+                         f"move them with images.to({str(param.device)!r})")
+    if expects_unit_range(model):
+        lo, hi = float(images.min()), float(images.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(f"images must be in [0, 1] (the model normalises them itself); got values in "
+                             f"[{lo:.3g}, {hi:.3g}] — pass raw images, not normalised ones")
+    return images
+
+
+def resolve_target(target: Target, logits: torch.Tensor) -> torch.Tensor:
+    """``target`` as a long tensor of N class indices (``None``: the predicted classes)."""
+    n, num_classes = logits.shape
+    if target is None:
+        return logits.argmax(1)
+    if isinstance(target, bool):
+        raise TypeError("target must be None, an int or a sequence of ints; got a bool")
+    if isinstance(target, int):
+        t = torch.full((n,), target, dtype=torch.long, device=logits.device)
+    else:
+        t = torch.as_tensor(target, device=logits.device)
+        if t.is_floating_point() or t.dtype == torch.bool:
+            raise TypeError(f"target must hold integer class indices; got dtype {t.dtype}")
+        t = t.long().reshape(-1)
+        if t.numel() == 1:
+            t = t.expand(n).clone()
+        if t.numel() != n:
+            raise ValueError(f"target has {t.numel()} entries for {n} images; give one per image, an int, or None")
+    if ((t < 0) | (t >= num_classes)).any():
+        bad = t[(t < 0) | (t >= num_classes)][0].item()
+        raise ValueError(f"target {bad} is out of range for a model with {num_classes} classes "
+                         f"(valid: 0..{num_classes - 1})")
+    return t
+
+
+def check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int; got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0; got {value}")
+    return value
+
+
+@contextlib.contextmanager
+def model_state_preserved(model: nn.Module, *, need_param_grads: bool = False) -> Iterator[nn.Module]:
+    """Run the model in eval mode and restore mode, ``requires_grad`` and ``.grad`` afterwards, even on error.
+
+    Parameters do not require grad inside (unless ``need_param_grads``): input
+    gradients are all the methods need, and nothing accumulates in ``.grad``.
+    """
+    params = list(model.parameters())
+    was_training = model.training
+    requires = [p.requires_grad for p in params]
+    grads = [p.grad for p in params]
+    model.eval()
+    if not need_param_grads:
+        for p in params:
+            p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+        for p, r, g in zip(params, requires, grads):
+            p.requires_grad_(r)
+            p.grad = g

@@ -1,0 +1,119 @@
+"""Occlusion sensitivity (Zeiler & Fergus 2014, section 4.2).
+
+Slide a ``patch`` over the image with step ``stride``, replace the pixels under
+it by a ``fill``, and record how much the target score drops:
+
+    Δ_w = S_c(x) − S_c(x with window w filled)
+
+Each pixel gets the mean of Δ_w over the windows that cover it. A large positive
+value: hiding that region hurts the class. Window starts are ``0, s, 2s, …`` up
+to and including ``ceil((H − p) / s) · s``; the last window is clipped at the
+border so every pixel is covered (Captum's ``Occlusion`` convention, which the
+tests check against).
+
+Cost: ``1 + n_h · n_w`` forward passes per image, with
+``n_h = ceil((H − p) / s) + 1`` (see :func:`count_windows`), no backward pass.
+The windows of one image go through the model in batches of ``batch_size``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._common import Target, check_images, check_positive_int, model_state_preserved, resolve_target
+
+__all__ = ["occlusion", "count_windows", "fill_images"]
+
+Fill = float | str
+
+
+def _pair(name: str, value: int | tuple[int, int]) -> tuple[int, int]:
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return check_positive_int(name, value[0]), check_positive_int(name, value[1])
+    v = check_positive_int(name, value)
+    return v, v
+
+
+def _starts(size: int, patch: int, stride: int) -> list[int]:
+    return [i * stride for i in range(math.ceil((size - patch) / stride) + 1)]
+
+
+def count_windows(height: int, width: int, patch: int | tuple[int, int], stride: int | tuple[int, int]) -> int:
+    """Number of window positions (= forward passes per image, besides the unoccluded one)."""
+    (ph, pw), (sh, sw) = _pair("patch", patch), _pair("stride", stride)
+    return len(_starts(height, ph, sh)) * len(_starts(width, pw, sw))
+
+
+def fill_images(images: torch.Tensor, fill: Fill, patch: tuple[int, int] = (8, 8)) -> torch.Tensor:
+    """The image a window is filled from: a constant, the per-image channel ``"mean"``, or a ``"blur"``.
+
+    ``"blur"``: a Gaussian blur with σ = patch/4 px (kernel 2·⌈2σ⌉+1), reflect padding —
+    removes the detail under the window but keeps its colour, so the score drop
+    measures shape and texture rather than "a grey square appeared".
+    """
+    if isinstance(fill, str):
+        if fill == "mean":
+            return images.mean((2, 3), keepdim=True).expand_as(images)
+        if fill == "blur":
+            sigma = max(patch) / 4
+            radius = math.ceil(2 * sigma)
+            x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+            k = torch.exp(-0.5 * (x / sigma) ** 2)
+            k = k / k.sum()
+            c = images.shape[1]
+            padded = F.pad(images, (radius, radius, radius, radius), mode="reflect")
+            out = F.conv2d(padded, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+            return F.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+        raise ValueError(f"fill must be a number, 'mean' or 'blur'; got {fill!r}")
+    if isinstance(fill, bool) or not isinstance(fill, (int, float)):
+        raise TypeError(f"fill must be a number, 'mean' or 'blur'; got {type(fill).__name__}")
+    return torch.full_like(images, float(fill))
+
+
+def occlusion(model: nn.Module, images: torch.Tensor, target: Target = None, *,
+              patch: int | tuple[int, int] = 8, stride: int | tuple[int, int] = 4, fill: Fill = 0.5,
+              batch_size: int = 256) -> torch.Tensor:
+    """Occlusion map ``[N, H, W]``: mean drop of the target logit over the windows covering each pixel.
+
+    ``fill``: a value (default 0.5, mid-grey in [0, 1] pixel space), ``"mean"``
+    (each image's mean colour) or ``"blur"`` (see :func:`fill_images`).
+    ``stride`` must not exceed ``patch`` (pixels between windows would get no score).
+    """
+    images = check_images(model, images)
+    (ph, pw), (sh, sw) = _pair("patch", patch), _pair("stride", stride)
+    check_positive_int("batch_size", batch_size)
+    n, _, h, w = images.shape
+    if ph > h or pw > w:
+        raise ValueError(f"patch {ph}×{pw} is larger than the images ({h}×{w}); use a smaller patch")
+    if sh > ph or sw > pw:
+        raise ValueError(f"stride {sh}×{sw} is larger than the patch {ph}×{pw}: pixels between windows "
+                         f"would never be occluded; use stride <= patch")
+    base = fill_images(images, fill, (ph, pw))
+
+    # one boolean mask per window position: [W, 1, H, W]
+    masks = []
+    for top in _starts(h, ph, sh):
+        for left in _starts(w, pw, sw):
+            m = torch.zeros(h, w, dtype=torch.bool, device=images.device)
+            m[top:top + ph, left:left + pw] = True
+            masks.append(m)
+    masks_t = torch.stack(masks).unsqueeze(1)
+    counts = masks_t.sum(0).squeeze(0).float()  # windows covering each pixel (>= 1 everywhere)
+
+    out = torch.empty(n, h, w, dtype=torch.float32, device=images.device)
+    with model_state_preserved(model), torch.no_grad():
+        logits = model(images)
+        t = resolve_target(target, logits)
+        clean = logits.gather(1, t.view(-1, 1)).squeeze(1)
+        for i in range(n):
+            drops = []
+            for j in range(0, len(masks_t), batch_size):
+                m = masks_t[j:j + batch_size]
+                occluded = torch.where(m, base[i:i + 1], images[i:i + 1])
+                drops.append(clean[i] - model(occluded)[:, t[i]])
+            d = torch.cat(drops).float()
+            out[i] = (d.view(-1, 1, 1) * masks_t.squeeze(1)).sum(0) / counts
+    return out
