@@ -1,0 +1,128 @@
+"""Plots, figure export, metrics on hand-made maps, and the explorers driven like a user would."""
+import hashlib
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from utils.metrics import energy_in_mask, mask_area, pointing_game  # noqa: E402
+from utils.train import load_or_train  # noqa: E402
+from utils.viz import label_text, save_figure, show_grid, to_display  # noqa: E402
+from utils.widgets import occlusion_explorer, render_occlusion, render_saliency, saliency_explorer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_or_train("default", seed=0, progress=False)[0]
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def titles(fig):
+    return [ax.get_title() for ax in fig.axes]
+
+
+# ------------------------------------------------------------------ metrics
+def test_energy_in_mask_by_hand():
+    masks = torch.zeros(2, 4, 4, dtype=torch.bool)
+    masks[:, :2, :2] = True  # a quarter of the image
+    maps = torch.zeros(2, 4, 4)
+    maps[0, 0, 0], maps[0, 3, 3] = 3.0, 1.0  # 3 of 4 units inside
+    maps[1] = -1.0  # nothing positive
+    e = energy_in_mask(maps, masks)
+    assert e[0].item() == pytest.approx(0.75) and torch.isnan(e[1])
+    assert mask_area(masks).tolist() == [0.25, 0.25]
+    assert pointing_game(maps, masks).tolist() == [True, True]  # map 1: first maximum is (0, 0)
+    uniform = torch.ones(1, 4, 4)
+    assert energy_in_mask(uniform, masks[:1]).item() == pytest.approx(mask_area(masks[:1]).item())
+
+
+def test_metric_input_errors():
+    with pytest.raises(ValueError, match="same shape"):
+        energy_in_mask(torch.zeros(1, 4, 4), torch.zeros(1, 4, 5, dtype=torch.bool))
+    with pytest.raises(TypeError, match="bool"):
+        pointing_game(torch.zeros(1, 4, 4), torch.zeros(1, 4, 4))
+
+
+# ------------------------------------------------------------------ viz
+def test_to_display_scales_each_map_by_its_peak():
+    m = torch.tensor([[0.0, -4.0], [2.0, 1.0]])
+    assert to_display(m).tolist() == [[0.0, 0.0], [0.5, 0.25]]
+    assert to_display(m, signed=True).tolist() == [[0.0, -1.0], [0.5, 0.25]]
+    assert to_display(torch.zeros(2, 2)).tolist() == [[0.0, 0.0], [0.0, 0.0]]
+
+
+def test_label_text():
+    assert label_text(1, 0, 0.987) == "true orca\npred leopard 0.99 ✗"
+    assert label_text(0, 0) == "true leopard\npred leopard"
+
+
+def test_save_figure_is_byte_reproducible(tmp_path):
+    def make():
+        torch.manual_seed(0)
+        imgs, maps = torch.rand(3, 3, 16, 16), torch.rand(3, 16, 16)
+        return show_grid(imgs, [maps, -maps], labels=[0, 1, 1], preds=[0, 0, 1], probs=[0.9, 0.6, 0.8],
+                         row_titles=["a", "b"])
+    digests = []
+    for run in range(2):
+        pdf, png = save_figure(make(), "grid", tmp_path / str(run))
+        assert pdf.read_bytes().startswith(b"%PDF") and png.read_bytes()[1:4] == b"PNG"
+        assert b"CreationDate" not in pdf.read_bytes()
+        digests.append([hashlib.md5(p.read_bytes()).hexdigest() for p in (pdf, png)])
+    assert digests[0] == digests[1]
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "x.png"])
+def test_save_figure_rejects_bad_names(tmp_path, name):
+    with pytest.raises(ValueError, match="plain file stem"):
+        save_figure(plt.figure(), name, tmp_path)
+
+
+def test_show_grid_layouts():
+    imgs = torch.rand(5, 3, 8, 8)
+    assert len(show_grid(imgs, columns=3).axes) == 6  # 2 rows × 3, the 6th hidden
+    fig = show_grid(imgs, torch.rand(5, 8, 8), labels=[0] * 5)
+    assert len(fig.axes) == 10 and fig.axes[0].get_title() == "true leopard"
+
+
+# ------------------------------------------------------------------ explorers
+def test_render_functions(model):
+    f = render_saliency(model, "test_swapped", 0)
+    assert "saliency for" in titles(f)[1] and "on the animal" in titles(f)[2]
+    f = render_occlusion(model, "test_iid", 3, "leopard", patch=16, stride=8, fill="blur")
+    assert titles(f)[1] == "occlusion 16px / 8px for 'leopard'"
+    assert "50 forward passes" in titles(f)[2]  # 1 + 7×7 windows
+    with pytest.raises(ValueError, match="method must be"):
+        render_saliency(model, method="gradcam")
+    with pytest.raises(ValueError, match="target must be one of"):
+        render_saliency(model, target="zebra")
+
+
+def test_saliency_explorer_reacts_to_its_controls(model):
+    ui = saliency_explorer(model)
+    split, index, target, method, noise, alpha = ui.children[:6]
+    assert "saliency for" in titles(ui.figure)[1]
+    first = ui.figure
+    target.value = "leopard"
+    assert titles(ui.figure)[1] == "saliency for 'leopard'" and ui.figure is not first
+    method.value = "smoothgrad"
+    noise.value = 0.3
+    assert titles(ui.figure)[1] == "SmoothGrad σ=0.30 for 'leopard'"
+    split.value, index.value = "test_iid", 1  # test_iid image 1 is an orca on sea
+    assert titles(ui.figure)[0].startswith("true orca")
+
+
+def test_occlusion_explorer_caps_stride_at_patch(model):
+    ui = occlusion_explorer(model)
+    patch, stride, fill = ui.children[3:6]
+    patch.value, stride.value = 8, 16
+    assert titles(ui.figure)[1] == "occlusion 8px / 8px for 'orca'"
+    fill.value = "image mean"
+    assert "65 forward passes" in titles(ui.figure)[2]  # 1 + 8×8

@@ -1,0 +1,117 @@
+"""Plots for the course: heatmap overlays, labelled grids, and ``save_figure`` → ``figs/``.
+
+Display code rescales maps (the methods return raw values): :func:`to_display`
+divides each map by its largest absolute value, so 1 is the strongest
+attribution in *that* image. Saved figures are byte-for-byte reproducible (no
+dates or software versions in the files), so re-running a notebook leaves
+``git status`` clean.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from .data import CLASSES
+
+__all__ = ["FIGS_DIR", "to_display", "overlay", "show_grid", "save_figure", "image_to_numpy"]
+
+#: Where exported figures go (the LaTeX report includes them from here).
+FIGS_DIR = Path(__file__).resolve().parent.parent / "figs"
+
+
+def image_to_numpy(image: torch.Tensor) -> np.ndarray:
+    """``[3, H, W]`` tensor in [0, 1] → ``[H, W, 3]`` array for ``imshow``."""
+    return image.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def to_display(heatmap: torch.Tensor, signed: bool = False) -> np.ndarray:
+    """One map ``[H, W]`` scaled by its max |value| to [0, 1] (or [-1, 1] if ``signed``)."""
+    m = heatmap.detach().float().cpu()
+    peak = m.abs().max()
+    m = m / peak if peak > 0 else m
+    return (m if signed else m.clamp(min=0)).numpy()
+
+
+def overlay(ax: plt.Axes, image: torch.Tensor, heatmap: torch.Tensor | None = None, *, alpha: float = 0.5,
+            cmap: str = "jet", signed: bool = False, title: str | None = None) -> None:
+    """Draw ``image`` with ``heatmap`` (rescaled by :func:`to_display`) on top at opacity ``alpha``."""
+    ax.imshow(image_to_numpy(image), interpolation="nearest")
+    if heatmap is not None:
+        if signed:
+            ax.imshow(to_display(heatmap, True), cmap="bwr", vmin=-1, vmax=1, alpha=alpha, interpolation="bilinear")
+        else:
+            ax.imshow(to_display(heatmap), cmap=cmap, vmin=0, vmax=1, alpha=alpha, interpolation="bilinear")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+def label_text(label: int | None, pred: int | None = None, prob: float | None = None) -> str:
+    """``"true orca / pred leopard 0.99"`` (parts left out when unknown)."""
+    parts = []
+    if label is not None:
+        parts.append(f"true {CLASSES[int(label)]}")
+    if pred is not None:
+        ok = "" if label is None or int(pred) == int(label) else " ✗"
+        parts.append(f"pred {CLASSES[int(pred)]}" + (f" {prob:.2f}" if prob is not None else "") + ok)
+    return "\n".join(parts)
+
+
+def show_grid(images: torch.Tensor, maps: Sequence[torch.Tensor] | torch.Tensor | None = None, *,
+              labels: Sequence[int] | torch.Tensor | None = None, preds: Sequence[int] | torch.Tensor | None = None,
+              probs: Sequence[float] | torch.Tensor | None = None, row_titles: Sequence[str] | None = None,
+              columns: int | None = None, alpha: float = 0.5, cmap: str = "jet", signed: bool = False,
+              size: float = 1.7) -> Figure:
+    """A grid of images with optional heatmaps and "true / pred (confidence)" titles.
+
+    ``maps`` may be one ``[N, H, W]`` tensor (one row of overlays under the
+    images) or a list of them (one row per method, named by ``row_titles``).
+    Without ``maps``: the images alone, ``columns`` per row.
+    """
+    n = images.shape[0]
+    rows_of_maps = [] if maps is None else ([maps] if isinstance(maps, torch.Tensor) else list(maps))
+    if rows_of_maps:
+        nrows, ncols = 1 + len(rows_of_maps), n
+    else:
+        ncols = columns or min(n, 8)
+        nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.3), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(n):
+        ax = axes[0, i] if rows_of_maps else axes.flat[i]
+        ax.axis("on")
+        title = label_text(None if labels is None else int(labels[i]), None if preds is None else int(preds[i]),
+                           None if probs is None else float(probs[i]))
+        overlay(ax, images[i], title=title or None)
+        for r, m in enumerate(rows_of_maps, start=1):
+            axes[r, i].axis("on")
+            overlay(axes[r, i], images[i], m[i], alpha=alpha, cmap=cmap, signed=signed)
+    if row_titles:
+        for r, t in enumerate(row_titles, start=1 if rows_of_maps else 0):
+            axes[r, 0].set_ylabel(t, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: Figure, name: str, folder: str | Path | None = None, dpi: int = 150) -> tuple[Path, Path]:
+    """Write ``fig`` as ``<name>.pdf`` (for LaTeX) and ``<name>.png`` (for the web) under ``figs/``.
+
+    No creation date or software version is written, so the same figure gives the
+    same bytes on every run.
+    """
+    if not name or any(c in name for c in "/\\") or name.endswith((".pdf", ".png")):
+        raise ValueError(f"name must be a plain file stem like 'saliency_examples'; got {name!r}")
+    folder = Path(folder) if folder is not None else FIGS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    pdf, png = folder / f"{name}.pdf", folder / f"{name}.png"
+    fig.savefig(pdf, metadata={"CreationDate": None, "Creator": None, "Producer": None}, bbox_inches="tight")
+    fig.savefig(png, metadata={"Software": None}, dpi=dpi, bbox_inches="tight")
+    return pdf, png

@@ -1,0 +1,130 @@
+"""Interactive explorers for the notebooks.
+
+Each explorer is a *pure* ``render_*(model, ...) -> Figure`` (testable without a
+browser) wrapped in ``ipywidgets.interactive``; the callback renders, keeps the
+figure on the widget as ``ui.figure`` and ends in ``plt.show()``. Drive one from
+code with ``ui.children[i].value = ...`` (the order is given in each docstring).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from .data import CLASSES, SPLITS, SPLIT_SIZES, render_sample
+from .explain import occlusion, saliency, smoothgrad
+from .explain.occlusion import count_windows
+from .metrics import energy_in_mask
+from .viz import label_text, overlay
+
+__all__ = ["render_saliency", "saliency_explorer", "render_occlusion", "occlusion_explorer"]
+
+TARGETS = ("predicted",) + CLASSES
+FILLS = {"grey (0.5)": 0.5, "black (0)": 0.0, "image mean": "mean", "blur": "blur"}
+
+
+def _explain_one(model: nn.Module, split: str, index: int, target: str, image_size: int):
+    s = render_sample(split, index, image_size=image_size)
+    device = next(model.parameters()).device
+    x = s.image.unsqueeze(0).to(device)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        probs = model(x).softmax(1)[0].cpu()
+    model.train(was_training)
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}; got {target!r}")
+    t = int(probs.argmax()) if target == "predicted" else CLASSES.index(target)
+    return s, x, probs, t
+
+
+def _panels(s, heat: torch.Tensor, probs: torch.Tensor, t: int, method: str, alpha: float, extra: str = "") -> Figure:
+    fig, axes = plt.subplots(1, 3, figsize=(8.4, 3.4))
+    pred = int(probs.argmax())
+    overlay(axes[0], s.image, title=label_text(s.label, pred, float(probs[pred])))
+    axes[1].imshow(heat.cpu().numpy(), cmap="viridis")
+    axes[1].set_title(f"{method} for '{CLASSES[t]}'", fontsize=8)
+    axes[1].set_xticks([])
+    axes[1].set_yticks([])
+    share = float(energy_in_mask(heat.unsqueeze(0).cpu(), s.mask.unsqueeze(0))[0])
+    area = float(s.mask.float().mean())
+    overlay(axes[2], s.image, heat, alpha=alpha,
+            title=f"on the animal: {share:.0%} of the map\n(animal = {area:.0%} of the image){extra}")
+    fig.tight_layout()
+    return fig
+
+
+def render_saliency(model: nn.Module, split: str = "test_swapped", index: int = 0, target: str = "predicted",
+                    method: str = "saliency", noise: float = 0.15, n_samples: int = 16, alpha: float = 0.5,
+                    image_size: int = 64) -> Figure:
+    """Image, map and overlay of gradient saliency or SmoothGrad for one image of a split."""
+    s, x, probs, t = _explain_one(model, split, index, target, image_size)
+    if method == "saliency":
+        heat = saliency(model, x, t)[0]
+    elif method == "smoothgrad":
+        g = torch.Generator(device=x.device).manual_seed(index)  # the same noise for the same image
+        heat = smoothgrad(model, x, t, n_samples=n_samples, noise=noise, generator=g, batch_size=n_samples)[0]
+    else:
+        raise ValueError(f"method must be 'saliency' or 'smoothgrad'; got {method!r}")
+    name = method if method == "saliency" else f"SmoothGrad σ={noise:.2f}"
+    return _panels(s, heat, probs, t, name, alpha)
+
+
+def render_occlusion(model: nn.Module, split: str = "test_swapped", index: int = 0, target: str = "predicted",
+                     patch: int = 8, stride: int = 4, fill: str = "grey (0.5)", alpha: float = 0.5,
+                     image_size: int = 64) -> Figure:
+    """Image, occlusion map and overlay; ``stride`` is capped at ``patch``."""
+    s, x, probs, t = _explain_one(model, split, index, target, image_size)
+    if fill not in FILLS:
+        raise ValueError(f"fill must be one of {list(FILLS)}; got {fill!r}")
+    stride = min(stride, patch)
+    heat = occlusion(model, x, t, patch=patch, stride=stride, fill=FILLS[fill])[0]
+    passes = 1 + count_windows(x.shape[2], x.shape[3], patch, stride)
+    return _panels(s, heat, probs, t, f"occlusion {patch}px / {stride}px", alpha, f"\n{passes} forward passes")
+
+
+def _wrap(render: Callable[..., Figure], model: nn.Module, image_size: int,
+          **controls: widgets.Widget) -> widgets.interactive:
+    latest: dict[str, Figure] = {}
+
+    def show(**kwargs) -> None:
+        if "figure" in latest:
+            plt.close(latest["figure"])  # one live figure per explorer
+        latest["figure"] = render(model, image_size=image_size, **kwargs)
+        if "ui" in latest:
+            latest["ui"].figure = latest["figure"]
+        plt.show()
+
+    # interactive() renders once while it is being built, before `ui` exists
+    ui = widgets.interactive(show, **controls)
+    latest["ui"], ui.figure = ui, latest["figure"]
+    return ui
+
+
+def _split_and_index(split: str) -> dict[str, widgets.Widget]:
+    return {
+        "split": widgets.Dropdown(options=[s for s in SPLITS if s != "train"], value=split, description="split"),
+        "index": widgets.IntSlider(value=0, min=0, max=SPLIT_SIZES["test_iid"] - 1, description="image"),
+        "target": widgets.Dropdown(options=TARGETS, value="predicted", description="class"),
+    }
+
+
+def saliency_explorer(model: nn.Module, split: str = "test_swapped", image_size: int = 64) -> widgets.interactive:
+    """Controls, in ``ui.children`` order: split, image index, class, method, SmoothGrad noise σ, opacity."""
+    return _wrap(render_saliency, model, image_size, **_split_and_index(split),
+                 method=widgets.ToggleButtons(options=["saliency", "smoothgrad"], value="saliency"),
+                 noise=widgets.FloatSlider(value=0.15, min=0.0, max=0.5, step=0.05, description="noise σ"),
+                 alpha=widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.1, description="opacity"))
+
+
+def occlusion_explorer(model: nn.Module, split: str = "test_swapped", image_size: int = 64) -> widgets.interactive:
+    """Controls, in ``ui.children`` order: split, image index, class, patch, stride, fill, opacity."""
+    return _wrap(render_occlusion, model, image_size, **_split_and_index(split),
+                 patch=widgets.IntSlider(value=8, min=4, max=32, step=4, description="patch px"),
+                 stride=widgets.IntSlider(value=4, min=2, max=16, step=2, description="stride px"),
+                 fill=widgets.Dropdown(options=list(FILLS), value="grey (0.5)", description="fill"),
+                 alpha=widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.1, description="opacity"))
