@@ -11,18 +11,68 @@ on GitHub, where widgets do not run), and live in JupyterLab the explorer works
 as usual.
 
     python -m utils.notebooks execute notebooks/01_saliency.ipynb [more.ipynb ...]
+
+It also derives each notebook's "Open in Colab" badge and its setup cell from
+the repository URL in ``pyproject.toml`` (``[project.urls] Repository``), the one
+place that URL is written; ``tests/test_notebooks.py`` checks they agree.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import nbformat
 from nbclient import NotebookClient
 
-__all__ = ["NbvalLikeClient", "execute_notebook"]
+__all__ = ["NbvalLikeClient", "execute_notebook", "repository_url", "colab_badge", "setup_cell_source"]
+
+ROOT = Path(__file__).resolve().parent.parent
+# What Colab lacks (it has torch, torchvision, matplotlib, ipywidgets, tqdm), pinned as in pyproject.toml.
+COLAB_EXTRAS = ("grad-cam", "captum")
+
+
+def _project() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def repository_url() -> str:
+    """``https://github.com/OWNER/NAME`` from ``pyproject.toml``."""
+    return _project()["urls"]["Repository"].rstrip("/")
+
+
+def colab_requirements() -> list[str]:
+    """The pinned requirements of :data:`COLAB_EXTRAS`, as ``pyproject.toml`` pins them."""
+    project = _project()
+    pins = project["dependencies"] + [p for extra in project["optional-dependencies"].values() for p in extra]
+    return [p for p in pins if p.split("==")[0] in COLAB_EXTRAS]
+
+
+def colab_badge(notebook: str) -> str:
+    """Markdown for the "Open in Colab" badge of ``notebooks/<notebook>``."""
+    slug = repository_url().removeprefix("https://github.com/")
+    return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+            f"(https://colab.research.google.com/github/{slug}/blob/main/notebooks/{notebook})")
+
+
+def setup_cell_source() -> str:
+    """The first code cell of every notebook: on Colab, clone and install once; elsewhere nothing."""
+    extras = ", ".join(f'"{p}"' for p in colab_requirements())
+    return f"""# Setup. On Colab: fetch the course and install it (once per session). Elsewhere: nothing to do
+# (install the course with the README's command and start Jupyter from the repository).
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    if not os.path.isdir("/content/course"):
+        subprocess.run(["git", "clone", "--depth", "1", "{repository_url()}.git", "/content/course"], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", {extras}], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", "/content/course"], check=True)
+    sys.path.insert(0, "/content/course")
+    os.chdir("/content/course/notebooks")"""
 
 
 class NbvalLikeClient(NotebookClient):

@@ -1,0 +1,67 @@
+"""Static checks of the course notebooks (nbval itself re-runs them and compares outputs)."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+from nbval.plugin import find_comment_markers
+
+from utils.notebooks import colab_badge, repository_url, setup_cell_source
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def cells(nb_path, kind=None):
+    nb = json.loads(nb_path.read_text())
+    return [c for c in nb["cells"] if kind is None or c["cell_type"] == kind]
+
+
+def source(cell):
+    return "".join(cell["source"])
+
+
+def test_the_course_notebooks_are_there():
+    names = [p.name for p in NOTEBOOKS]
+    assert names[:2] == ["01_saliency.ipynb", "02_occlusion.ipynb"], names
+
+
+def test_repository_url_is_a_github_repository():
+    assert re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", repository_url())
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_badge_and_setup_cell_derive_from_the_repository_url(nb):
+    first, second = cells(nb)[:2]
+    assert first["cell_type"] == "markdown" and source(first).startswith(colab_badge(nb.name))
+    assert second["cell_type"] == "code" and source(second) == setup_cell_source()
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_nbval_markers_are_recognised_by_nbval(nb):
+    """A marker nbval does not parse (e.g. with text after it on the same line) is silently ignored."""
+    for cell in cells(nb, "code"):
+        src = source(cell)
+        mentioned = set(re.findall(r"NBVAL_[A-Z_]+", src))
+        parsed = {m for m, _ in find_comment_markers(src)}
+        assert len(mentioned) == len(parsed), f"{nb.name}: marker not recognised by nbval in:\n{src}"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_with_outputs_in_order_and_without_errors(nb):
+    code = [c for c in cells(nb, "code") if source(c).strip()]
+    counts = [c["execution_count"] for c in code]
+    assert None not in counts, f"{nb.name}: cells never executed"
+    assert counts == list(range(1, len(code) + 1)), f"{nb.name}: not executed top to bottom in one fresh kernel"
+    assert not any(o["output_type"] == "error" for c in code for o in c["outputs"])
+    assert not any(source(c).rstrip().endswith(";") for c in code), "nbval does not honour ';' (use '_ =')"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_exported_figures_are_committed(nb):
+    names = set()
+    for cell in cells(nb, "code"):
+        names |= set(re.findall(r'save_figure\(\s*\w+\s*,\s*"([^"]+)"', source(cell)))
+    for name in names:
+        for ext in ("pdf", "png"):
+            assert (ROOT / "figs" / f"{name}.{ext}").is_file(), f"{nb.name} exports figs/{name}.{ext}; not committed"
