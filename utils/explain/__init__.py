@@ -2,7 +2,9 @@
 
     method(model, images, target=None, **options) -> Tensor[N, H, W]
 """
+from .cam import cam
+from .gradcam import gradcam, gradcam_pp, hirescam
 from .occlusion import count_windows, occlusion
 from .saliency import saliency, smoothgrad
 
-__all__ = ["saliency", "smoothgrad", "occlusion", "count_windows"]
+__all__ = ["saliency", "smoothgrad", "occlusion", "count_windows", "cam", "gradcam", "gradcam_pp", "hirescam"]
