@@ -6,12 +6,30 @@
   (:func:`mask_area`): a map that ignores the object scores about the area share.
 * :func:`pointing_game` — whether the map's maximum falls on the object
   (Zhang et al. 2018).
+
+Faithfulness and sanity, which need the model:
+
+* :func:`deletion_insertion` — RISE's deletion and insertion curves (Petsiuk,
+  Das & Saenko 2018): remove (or insert) pixels from most to least important and
+  follow the target class's probability; the area under the curve. A faithful
+  map gives a *low* deletion AUC and a *high* insertion AUC.
+* :func:`randomisation_check` — the cascading model-parameter randomisation test
+  (Adebayo et al., *Sanity Checks for Saliency Maps*, 2018): re-initialise the
+  layers from the top down and measure the Spearman rank correlation between the
+  maps before and after. A method that explains the *model* must change (low
+  correlation); one that stays similar is an edge detector.
 """
 from __future__ import annotations
 
-import torch
+import copy
+from typing import Callable
 
-__all__ = ["energy_in_mask", "mask_area", "pointing_game"]
+import torch
+from torch import nn
+
+from .explain.occlusion import fill_images
+
+__all__ = ["energy_in_mask", "mask_area", "pointing_game", "deletion_insertion", "spearman", "randomisation_check"]
 
 
 def _check(maps: torch.Tensor, masks: torch.Tensor) -> None:
@@ -43,3 +61,100 @@ def pointing_game(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     _check(maps, masks)
     flat = maps.detach().flatten(1).argmax(1)
     return masks.to(maps.device).flatten(1).gather(1, flat.view(-1, 1)).squeeze(1)
+
+
+def _trapezoid(y: torch.Tensor) -> torch.Tensor:
+    """Area under ``y`` sampled at equally spaced points of [0, 1] (last dimension)."""
+    return ((y[..., 1:] + y[..., :-1]) / 2).mean(-1)
+
+
+@torch.no_grad()
+def deletion_insertion(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, target: torch.Tensor | None = None,
+                       *, steps: int = 16, deletion_fill: float | str = 0.0, insertion_start: float | str = "blur",
+                       ) -> dict[str, torch.Tensor]:
+    """RISE deletion/insertion AUCs per image, with the curves: ``{"deletion", "insertion", "deletion_curve", ...}``.
+
+    Pixels are ranked by ``maps`` (ties: by position); at step ``k`` of ``steps`` the
+    top ``k/steps`` of them are replaced by ``deletion_fill`` (RISE: 0) or, for
+    insertion, copied into ``insertion_start`` (RISE: a blur of the image). The
+    curves hold the softmax probability of ``target`` (``None``: the class
+    predicted on the intact image) at the ``steps + 1`` points; AUC by trapezoids.
+    Cost: ``2 (steps + 1)`` forward passes per image.
+    """
+    if maps.shape != (images.shape[0],) + tuple(images.shape[2:]):
+        raise ValueError(f"maps must be [N, H, W] matching images {list(images.shape)}; got {list(maps.shape)}")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1; got {steps}")
+    was_training = model.training
+    model.eval()
+    try:
+        n, _, h, w = images.shape
+        t = model(images).argmax(1) if target is None else torch.as_tensor(target, device=images.device).view(-1)
+        deleted = fill_images(images, deletion_fill)
+        start = fill_images(images, insertion_start)
+        order = maps.reshape(n, -1).argsort(dim=1, descending=True, stable=True)
+        ranks = torch.empty_like(order)
+        ranks.scatter_(1, order, torch.arange(h * w, device=order.device).expand(n, -1))
+        ranks = ranks.view(n, 1, h, w)
+        counts = [round(k * h * w / steps) for k in range(steps + 1)]
+        curves = {"deletion": [], "insertion": []}
+        for i in range(n):
+            top = torch.stack([ranks[i] < c for c in counts])  # [steps+1, 1, H, W]
+            dele = torch.where(top, deleted[i], images[i])
+            ins = torch.where(top, images[i], start[i])
+            probs = model(torch.cat([dele, ins])).softmax(1)[:, t[i]]
+            curves["deletion"].append(probs[: steps + 1])
+            curves["insertion"].append(probs[steps + 1:])
+    finally:
+        model.train(was_training)
+    out = {k: torch.stack(v) for k, v in curves.items()}
+    return {"deletion": _trapezoid(out["deletion"]), "insertion": _trapezoid(out["insertion"]),
+            "deletion_curve": out["deletion"], "insertion_curve": out["insertion"]}
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spearman rank correlation per image of two ``[N, H, W]`` maps (ties broken by position)."""
+    def ranks(x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(x.shape[0], -1)
+        r = torch.empty_like(flat)
+        r.scatter_(1, flat.argsort(dim=1, stable=True), torch.arange(flat.shape[1], dtype=flat.dtype).expand_as(flat))
+        return r - r.mean(1, keepdim=True)
+    ra, rb = ranks(a.double()), ranks(b.double())  # float64: ρ of identical maps is 1 to 1e-15
+    return ((ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1))).float()
+
+
+Method = Callable[..., torch.Tensor]
+
+
+def randomisation_check(model: nn.Module, images: torch.Tensor, method: Method, target: torch.Tensor | None = None,
+                        *, seed: int = 0, absolute: bool = True) -> list[tuple[str, float]]:
+    """Cascading randomisation (Adebayo et al. 2018): ``[(layer, mean Spearman ρ), ...]`` from the top layer down.
+
+    Works on a copy (the model is not touched). Each step re-initialises one more
+    parametrised layer (``reset_parameters``, seeded), keeping the ones above it
+    random, and compares ``method(copy, images, target)`` with the original maps
+    (absolute values if ``absolute``, as in the paper). The target is fixed to the
+    original model's prediction so both maps explain the same class.
+    """
+    model = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        t = model(images).argmax(1) if target is None else target
+    prep = (lambda m: m.abs()) if absolute else (lambda m: m)
+    original = prep(method(model, images, t))
+    layers = [(name, m) for name, m in model.named_modules()
+              if hasattr(m, "reset_parameters") and any(True for _ in m.parameters(recurse=False))]
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    results = []
+    try:
+        for name, layer in reversed(layers):
+            layer.reset_parameters()
+            if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                # reset_parameters() also clears the running statistics; re-randomise the affine part
+                # only, and keep the statistics as they were in the trained model
+                nn.init.normal_(layer.weight, 1.0, 0.5)
+                nn.init.normal_(layer.bias, 0.0, 0.5)
+            results.append((name, float(spearman(original, prep(method(model, images, t))).mean())))
+    finally:
+        torch.random.set_rng_state(gen_state)
+    return results

@@ -1,0 +1,92 @@
+"""Deletion/insertion, Spearman and the randomisation check on models whose answers are known."""
+import pytest
+import torch
+from scipy.stats import spearmanr
+from torch import nn
+
+from utils.explain import cam, gradcam
+from utils.metrics import deletion_insertion, randomisation_check, spearman
+from utils.models import OrcaLeopardNet
+
+
+class RegionNet(nn.Module):
+    """logit_1 = 40 · (mean of channel 0 over the top-left 4×4 region − 0.25), logit_0 = 0: only that region matters."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(40.0))
+
+    def forward(self, x):
+        z = self.scale * (x[:, 0, :4, :4].mean((1, 2)) - 0.25)
+        return torch.stack([torch.zeros_like(z), z], 1)
+
+
+def region_map(n=2):
+    m = torch.zeros(n, 8, 8)
+    m[:, :4, :4] = 1.0 + torch.arange(16.0).view(4, 4) / 100  # distinct values inside the region
+    return m
+
+
+def test_deletion_and_insertion_rank_a_perfect_map_first():
+    net, x = RegionNet(), torch.ones(2, 3, 8, 8)
+    perfect = region_map()
+    inverted = -perfect
+    target = torch.tensor([1, 1])
+    good = deletion_insertion(net, x, perfect, target, steps=4, deletion_fill=0.0, insertion_start=0.0)
+    bad = deletion_insertion(net, x, inverted, target, steps=4, deletion_fill=0.0, insertion_start=0.0)
+    assert (good["deletion"] < bad["deletion"]).all() and (good["insertion"] > bad["insertion"]).all()
+    # curve endpoints are exact: intact image, then everything removed (deletion); the reverse for insertion
+    p_intact, p_empty = torch.sigmoid(torch.tensor(40 * 0.75)), torch.sigmoid(torch.tensor(40 * -0.25))
+    for r in (good, bad):
+        assert torch.allclose(r["deletion_curve"][:, 0], p_intact) and torch.allclose(r["deletion_curve"][:, -1], p_empty)
+        assert torch.allclose(r["insertion_curve"][:, 0], p_empty) and torch.allclose(r["insertion_curve"][:, -1], p_intact)
+    # the perfect map removes the 16 region pixels within the first step (16 of 64 pixels): the curve is at p_empty
+    assert torch.allclose(good["deletion_curve"][:, 1], p_empty)
+    # AUC by trapezoids over 5 equally spaced points
+    c = good["deletion_curve"][0]
+    assert torch.isclose(good["deletion"][0], ((c[1:] + c[:-1]) / 2).mean())
+
+
+def test_deletion_insertion_leaves_the_model_mode_and_checks_shapes():
+    net = RegionNet().train()
+    deletion_insertion(net, torch.ones(1, 3, 8, 8), region_map(1), steps=2)
+    assert net.training
+    with pytest.raises(ValueError, match="maps must be \\[N, H, W\\]"):
+        deletion_insertion(net, torch.ones(1, 3, 8, 8), torch.zeros(1, 4, 4))
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        deletion_insertion(net, torch.ones(1, 3, 8, 8), region_map(1), steps=0)
+
+
+def test_spearman_matches_scipy():
+    torch.manual_seed(0)
+    a, b = torch.rand(3, 5, 5), torch.rand(3, 5, 5)
+    ours = spearman(a, b)
+    ref = [spearmanr(a[i].flatten(), b[i].flatten()).statistic for i in range(3)]
+    assert torch.allclose(ours, torch.tensor(ref, dtype=ours.dtype), atol=1e-6)
+    assert torch.allclose(spearman(a, a), torch.ones(3)) and torch.allclose(spearman(a, -a), -torch.ones(3))
+
+
+def test_randomisation_check_leaves_the_model_alone_and_walks_top_down():
+    torch.manual_seed(0)
+    model = OrcaLeopardNet().eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(2, 3, 32, 32)
+    rng = torch.random.get_rng_state()
+    result = randomisation_check(model, x, cam)
+    assert torch.equal(torch.random.get_rng_state(), rng)  # global RNG untouched
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    names = [n for n, _ in result]
+    assert names[0] == "classifier" and names[-1] == "features.0" and len(names) == 9  # 4 conv + 4 bn + linear
+    # CAM explains the model: randomising the classifier already changes it
+    assert result[0][1] < 0.99
+    assert result == randomisation_check(model, x, cam)  # seeded: reproducible
+
+
+def test_a_method_blind_to_the_model_fails_the_sanity_check():
+    """An 'explanation' that only looks at the image (an edge detector) stays perfectly correlated."""
+    def edges(model, images, target):  # diagonal differences, padded back to [N, H, W]
+        return torch.nn.functional.pad((images[:, :, 1:, 1:] - images[:, :, :-1, :-1]).abs().sum(1), (0, 1, 0, 1))
+    model = OrcaLeopardNet().eval()
+    result = randomisation_check(model, torch.rand(2, 3, 32, 32), edges)
+    assert all(abs(rho - 1.0) < 1e-6 for _, rho in result)
+    assert min(rho for _, rho in randomisation_check(model, torch.rand(2, 3, 32, 32), gradcam)) < 0.9
