@@ -149,7 +149,7 @@ def test_gradcam_pp_and_hirescam_formulas_by_hand():
 
 # ------------------------------------------------------------------ agreement with pytorch-grad-cam
 @pytest.mark.parametrize("name", METHODS)
-@pytest.mark.parametrize("layer", ["features.13", "features.6"])  # the last ReLU (8×8) and block 2's (32×32)
+@pytest.mark.parametrize("layer", ["features.14", "features.13", "features.6"])  # last ReLU, last BN (8×8), block 2 ReLU (32×32)
 def test_agrees_with_pytorch_grad_cam_on_the_course_model(name, layer, model, images):
     ours_fn, cls = METHODS[name]
     ours = ours_fn(model, images, layer=layer, resolution="features")
@@ -208,6 +208,15 @@ def test_no_memory_growth_over_100_calls(model, images):
         cam(model, x)
     assert live_tensors() <= before + 5  # nothing kept per call (activations, gradients, hooks)
     assert hooks(model) == 0
+
+
+def test_every_method_returns_plain_float32_maps(model, images):
+    from utils.explain import centre_map, occlusion, random_map, saliency, smoothgrad
+    for method in (cam, gradcam, gradcam_pp, hirescam, saliency, smoothgrad, occlusion, random_map, centre_map):
+        kwargs = {"n_samples": 2} if method is smoothgrad else {"patch": 32, "stride": 32} if method is occlusion else {}
+        m = method(model, images[:2], **kwargs)
+        assert m.shape == (2, 64, 64) and m.dtype == torch.float32, method.__name__
+        assert not m.requires_grad and m.grad_fn is None, f"{method.__name__} returns a tensor attached to a graph"
 
 
 # ------------------------------------------------------------------ bad input

@@ -90,3 +90,25 @@ def test_a_method_blind_to_the_model_fails_the_sanity_check():
     result = randomisation_check(model, torch.rand(2, 3, 32, 32), edges)
     assert all(abs(rho - 1.0) < 1e-6 for _, rho in result)
     assert min(rho for _, rho in randomisation_check(model, torch.rand(2, 3, 32, 32), gradcam)) < 0.9
+
+
+def test_cam_logit_split_adds_up_exactly_and_follows_the_mask():
+    from utils.data import load_split
+    from utils.metrics import cam_logit_split
+    from utils.train import load_or_train
+    model = load_or_train("default", seed=0, progress=False)[0]
+    d = load_split("test_iid", 8)
+    r = cam_logit_split(model, d.images, d.masks)
+    assert torch.allclose(r["animal"] + r["background"] + r["bias"], r["logit"], atol=1e-5)
+    empty = cam_logit_split(model, d.images, torch.zeros_like(d.masks))  # no animal: all is background
+    assert torch.equal(empty["animal"], torch.zeros(8)) and torch.allclose(empty["background"], r["animal"] + r["background"])
+
+
+def test_baseline_maps():
+    from utils.explain import centre_map, random_map
+    net, x = OrcaLeopardNet(), torch.rand(2, 3, 16, 16)
+    assert torch.equal(random_map(net, x, seed=3), random_map(net, x, seed=3))
+    assert not torch.equal(random_map(net, x, seed=3), random_map(net, x, seed=4))
+    c = centre_map(net, x)
+    assert c.shape == (2, 16, 16) and torch.equal(c[0], c[1])
+    assert c[0, 7:9, 7:9].min() > c[0, 0, 0] and torch.allclose(c[0], c[0].flip(0)) and torch.allclose(c[0], c[0].T)

@@ -126,3 +126,28 @@ def test_occlusion_explorer_caps_stride_at_patch(model):
     assert titles(ui.figure)[1] == "occlusion 8px / 8px for 'orca'"
     fill.value = "image mean"
     assert "65 forward passes" in titles(ui.figure)[2]  # 1 + 8×8
+
+
+def test_save_table_writes_stable_latex(tmp_path):
+    from utils.viz import save_table
+    rows = [{"method": "grad_cam", "pointing": 0.5, "cost": "1F+1B"}, {"method": "50%", "pointing": 1.0, "cost": "0"}]
+    p = save_table(rows, "t", tmp_path)
+    text = p.read_text()
+    assert text.splitlines()[0] == r"\begin{tabular}{lrr}" and r"grad\_cam & 0.500 & 1F+1B \\" in text
+    assert r"50\%" in text and save_table(rows, "t", tmp_path).read_text() == text
+    with pytest.raises(ValueError, match="plain file stem"):
+        save_table(rows, "t.tex", tmp_path)
+
+
+def test_cam_and_gradcam_explorers(model):
+    from utils.widgets import cam_explorer, conv_layers, gradcam_explorer
+    assert conv_layers(model) == ["features.2", "features.6", "features.10", "features.14"]
+    ui = cam_explorer(model)
+    assert titles(ui.figure)[1] == "CAM for 'orca'"  # test_swapped image 0: a leopard at sea, called an orca
+    ui.children[2].value = "leopard"
+    assert titles(ui.figure)[1] == "CAM for 'leopard'"
+    ui = gradcam_explorer(model)
+    method, layer = ui.children[3:5]
+    layer.value = "features.6"
+    method.value = "HiResCAM"
+    assert titles(ui.figure)[1] == "HiResCAM @ features.6 for 'orca'"

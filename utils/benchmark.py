@@ -6,9 +6,17 @@ section with the median of ``R`` runs after a warm-up and whether each target is
 Sections:
   * ``data`` — drawing the embedded dataset: 3,000 images at 64 px (target: ≤ 10 s
     on 2 cores, DESIGN.md section 3), and the same per image at 192 px.
-
-The explanation methods (ratios against grad-cam/Captum and against one
-forward+backward pass) are added here as sections of their own.
+  * ``methods`` — ratios only, measured side by side in this process on the same
+    model (the default course model), batch (32 ``test_iid`` images, 64 px) and
+    device: each course method ÷ its pytorch-grad-cam / Captum counterpart; each
+    gradient method ÷ one forward+backward pass; occlusion ÷ the ideal cost of
+    its forward passes. "One forward+backward" is the least any gradient method
+    must do: the forward pass and the gradient of the target logits with respect
+    to the input, parameters frozen. The "ideal" occlusion cost is forwarding the
+    same number of images in batches of the same size (64); Captum's ``Occlusion``
+    gets the same batching (``perturbations_per_eval`` × images = 64). Targets (issue 4):
+    Grad-CAM ≤ 0.5× grad-cam, occlusion ≤ 0.7× Captum, saliency ≤ 1.0× Captum,
+    gradient methods ≤ 1.3× one forward+backward.
 """
 from __future__ import annotations
 
@@ -47,13 +55,99 @@ def bench_data(repeats: int) -> list[Row]:
     ]
 
 
-SECTIONS: dict[str, Callable[[int], list[Row]]] = {"data": bench_data}
+def _verdict(ratio: float, target: float) -> str:
+    return f"target ≤ {target}: {'met' if ratio <= target else 'NOT met'}"
+
+
+def bench_methods(repeats: int) -> list[Row]:
+    import torch
+    from captum.attr import NoiseTunnel, Occlusion, Saliency
+    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, HiResCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from .explain import cam, gradcam, gradcam_pp, hirescam, occlusion, saliency, smoothgrad
+    from .explain.occlusion import count_windows
+    from .train import load_or_train
+
+    model, _ = load_or_train("default", seed=0, progress=False)
+    x = load_split("test_iid", 32).images
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    layer = model.features[-1]
+
+    def fwd() -> None:
+        with torch.no_grad():
+            model(x)
+
+    def fwd_bwd() -> None:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        xi = x.detach().requires_grad_(True)
+        torch.autograd.grad(model(xi).gather(1, target.view(-1, 1)).sum(), xi)
+        for p in model.parameters():
+            p.requires_grad_(True)
+
+    def grad_cam_package(cls):  # the package's usual use: a fresh explainer per call
+        def run() -> None:
+            with cls(model=model, target_layers=[layer]) as e:
+                e(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in target])
+        return run
+
+    t = {name: _median_seconds(fn, repeats) for name, fn in {
+        "fwd": fwd, "fwd_bwd": fwd_bwd,
+        "cam": lambda: cam(model, x, target),
+        "saliency": lambda: saliency(model, x, target),
+        "captum_saliency": lambda: Saliency(model).attribute(x.clone().requires_grad_(), target=target),
+        "smoothgrad": lambda: smoothgrad(model, x, target, n_samples=8, batch_size=8),
+        "captum_smoothgrad": lambda: NoiseTunnel(Saliency(model)).attribute(
+            x.clone(), nt_type="smoothgrad", nt_samples=8, nt_samples_batch_size=8, stdevs=0.15, target=target),
+        "gradcam": lambda: gradcam(model, x, target, layer=layer),
+        "gradcam_pp": lambda: gradcam_pp(model, x, target, layer=layer),
+        "hirescam": lambda: hirescam(model, x, target, layer=layer),
+        "pkg_gradcam": grad_cam_package(GradCAM),
+        "pkg_gradcam_pp": grad_cam_package(GradCAMPlusPlus),
+        "pkg_hirescam": grad_cam_package(HiResCAM),
+    }.items()}
+    # occlusion: 8-px patch, stride 4 → 225 windows; 8 images so a repeat stays short; 64 images per forward
+    xo, to = x[:8], target[:8]
+    n_forwards = 8 * (1 + count_windows(64, 64, 8, 4))
+
+    def ideal() -> None:
+        with torch.no_grad():
+            for start in range(0, n_forwards, 64):
+                model(x.repeat(2, 1, 1, 1)[: min(64, n_forwards - start)])
+
+    t["occlusion"] = _median_seconds(lambda: occlusion(model, xo, to, patch=8, stride=4), repeats)
+    t["captum_occlusion"] = _median_seconds(lambda: Occlusion(model).attribute(
+        xo, sliding_window_shapes=(3, 8, 8), strides=(3, 4, 4), baselines=0.5, target=to,
+        perturbations_per_eval=8), repeats)  # 8 perturbations × 8 images = 64 images per forward, as ours
+    t["ideal_occlusion"] = _median_seconds(ideal, repeats)
+
+    r = lambda a, b: t[a] / t[b]  # noqa: E731
+    rows = [
+        ("saliency ÷ Captum Saliency", f"{r('saliency', 'captum_saliency'):.2f}×", _verdict(r("saliency", "captum_saliency"), 1.0)),
+        ("SmoothGrad ÷ Captum NoiseTunnel (8 samples)", f"{r('smoothgrad', 'captum_smoothgrad'):.2f}×", ""),
+        ("Grad-CAM ÷ grad-cam GradCAM", f"{r('gradcam', 'pkg_gradcam'):.2f}×", _verdict(r("gradcam", "pkg_gradcam"), 0.5)),
+        ("Grad-CAM++ ÷ grad-cam GradCAMPlusPlus", f"{r('gradcam_pp', 'pkg_gradcam_pp'):.2f}×", ""),
+        ("HiResCAM ÷ grad-cam HiResCAM", f"{r('hirescam', 'pkg_hirescam'):.2f}×", ""),
+        ("occlusion 8/4 ÷ Captum Occlusion", f"{r('occlusion', 'captum_occlusion'):.2f}×", _verdict(r("occlusion", "captum_occlusion"), 0.7)),
+        ("occlusion 8/4 ÷ ideal batched forwards", f"{r('occlusion', 'ideal_occlusion'):.2f}×", ""),
+    ]
+    for name in ("saliency", "gradcam", "gradcam_pp", "hirescam"):
+        rows.append((f"{name} ÷ one forward+backward", f"{r(name, 'fwd_bwd'):.2f}×", _verdict(r(name, "fwd_bwd"), 1.3)))
+    rows.append(("SmoothGrad ÷ (8 × forward+backward)", f"{t['smoothgrad'] / (8 * t['fwd_bwd']):.2f}×", ""))
+    rows.append(("CAM ÷ one forward", f"{r('cam', 'fwd'):.2f}×", ""))
+    rows.append(("one forward+backward ÷ one forward", f"{r('fwd_bwd', 'fwd'):.2f}×", "(for scale)"))
+    return rows
+
+
+SECTIONS: dict[str, Callable[[int], list[Row]]] = {"data": bench_data, "methods": bench_methods}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m utils.benchmark", description=__doc__.split("\n\n")[0])
     p.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args(argv)
     for name in args.only:
         rows = SECTIONS[name](args.repeats)

@@ -29,7 +29,8 @@ from torch import nn
 
 from .explain.occlusion import fill_images
 
-__all__ = ["energy_in_mask", "mask_area", "pointing_game", "deletion_insertion", "spearman", "randomisation_check"]
+__all__ = ["energy_in_mask", "mask_area", "pointing_game", "deletion_insertion", "spearman", "randomisation_check",
+           "cam_logit_split"]
 
 
 def _check(maps: torch.Tensor, masks: torch.Tensor) -> None:
@@ -158,3 +159,25 @@ def randomisation_check(model: nn.Module, images: torch.Tensor, method: Method, 
     finally:
         torch.random.set_rng_state(gen_state)
     return results
+
+
+@torch.no_grad()
+def cam_logit_split(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, target: torch.Tensor | None = None
+                    ) -> dict[str, torch.Tensor]:
+    """Split each target logit exactly into ``animal + background + bias`` with the CAM (GAP + linear models).
+
+    ``y_c = mean_xy M_c + b_c`` and the CAM is additive over feature cells, so with
+    ``m`` = the share of each feature cell covered by the mask (the mask average-pooled
+    to the feature grid): ``animal = mean(M_c · m)``, ``background = mean(M_c · (1 − m))``.
+    The three parts add up to the logit (tested).
+    """
+    from .explain._layers import find_gap_head
+    from .explain.cam import cam
+
+    _, linear = find_gap_head(model)
+    logits = model(images)
+    t = logits.argmax(1) if target is None else torch.as_tensor(target, device=images.device).view(-1)
+    maps = cam(model, images, t, resolution="features")
+    cover = torch.nn.functional.adaptive_avg_pool2d(masks.float().unsqueeze(1).to(maps.device), maps.shape[-2:])[:, 0]
+    return {"animal": (maps * cover).mean((1, 2)), "background": (maps * (1 - cover)).mean((1, 2)),
+            "bias": linear.bias[t], "logit": logits.gather(1, t.view(-1, 1))[:, 0], "target": t}

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from .data import CLASSES
 
-__all__ = ["FIGS_DIR", "to_display", "overlay", "show_grid", "save_figure", "image_to_numpy"]
+__all__ = ["FIGS_DIR", "to_display", "overlay", "show_grid", "save_figure", "image_to_numpy", "save_table"]
 
 #: Where exported figures go (the LaTeX report includes them from here).
 FIGS_DIR = Path(__file__).resolve().parent.parent / "figs"
@@ -115,3 +115,32 @@ def save_figure(fig: Figure, name: str, folder: str | Path | None = None, dpi: i
     fig.savefig(pdf, metadata={"CreationDate": None, "Creator": None, "Producer": None}, bbox_inches="tight")
     fig.savefig(png, metadata={"Software": None}, dpi=dpi, bbox_inches="tight")
     return pdf, png
+
+
+def save_table(rows: list[dict[str, object]], name: str, folder: str | Path | None = None,
+               caption: str | None = None, digits: int = 3) -> Path:
+    """Write ``rows`` (dicts with the same keys) as a LaTeX ``tabular`` to ``figs/<name>.tex`` for ``\\input``.
+
+    Floats are rounded to ``digits``; the text depends only on the values, so the
+    same numbers give the same bytes.
+    """
+    if not rows:
+        raise ValueError("rows is empty")
+    if not name or any(c in name for c in "/\\") or "." in name:
+        raise ValueError(f"name must be a plain file stem like 'method_comparison'; got {name!r}")
+    cols = list(rows[0])
+
+    def cell(v: object) -> str:
+        text = f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+        return text.replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
+    lines = [r"\begin{tabular}{l" + "r" * (len(cols) - 1) + "}", r"\hline",
+             " & ".join(cell(c) for c in cols) + r" \\", r"\hline"]
+    lines += [" & ".join(cell(r[c]) for c in cols) + r" \\" for r in rows]
+    lines += [r"\hline", r"\end{tabular}"]
+    if caption:
+        lines.insert(0, f"% {caption}")
+    folder = Path(folder) if folder is not None else FIGS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.tex"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -16,12 +16,13 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .data import CLASSES, SPLITS, SPLIT_SIZES, render_sample
-from .explain import occlusion, saliency, smoothgrad
+from .explain import cam, gradcam, gradcam_pp, hirescam, occlusion, saliency, smoothgrad
 from .explain.occlusion import count_windows
 from .metrics import energy_in_mask
 from .viz import label_text, overlay
 
-__all__ = ["render_saliency", "saliency_explorer", "render_occlusion", "occlusion_explorer"]
+__all__ = ["render_saliency", "saliency_explorer", "render_occlusion", "occlusion_explorer", "render_cam",
+           "cam_explorer", "gradcam_explorer", "conv_layers"]
 
 TARGETS = ("predicted",) + CLASSES
 FILLS = {"grey (0.5)": 0.5, "black (0)": 0.0, "image mean": "mean", "blur": "blur"}
@@ -87,6 +88,30 @@ def render_occlusion(model: nn.Module, split: str = "test_swapped", index: int =
     return _panels(s, heat, probs, t, f"occlusion {patch}px / {stride}px", alpha, f"\n{passes} forward passes")
 
 
+CAM_METHODS = {"CAM": cam, "Grad-CAM": gradcam, "Grad-CAM++": gradcam_pp, "HiResCAM": hirescam}
+
+
+def conv_layers(model: nn.Module) -> list[str]:
+    """Dotted names of the ReLU after each conv block (the course model), else of every Conv2d."""
+    relus = [f"features.{i}" for i, m in enumerate(getattr(model, "features", [])) if isinstance(m, nn.ReLU)]
+    return relus or [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+
+
+def render_cam(model: nn.Module, split: str = "test_swapped", index: int = 0, target: str = "predicted",
+               method: str = "CAM", layer: str | None = None, alpha: float = 0.5, image_size: int = 64) -> Figure:
+    """Image, map and overlay of CAM (raw, signed) or a Grad-CAM variant at ``layer`` (``None``: the last block)."""
+    s, x, probs, t = _explain_one(model, split, index, target, image_size)
+    if method not in CAM_METHODS:
+        raise ValueError(f"method must be one of {list(CAM_METHODS)}; got {method!r}")
+    if method == "CAM":
+        heat = cam(model, x, t)[0]
+        name = "CAM"
+    else:
+        heat = CAM_METHODS[method](model, x, t, layer=layer)[0]
+        name = f"{method} @ {layer or 'last block'}"
+    return _panels(s, heat, probs, t, name, alpha)
+
+
 def _wrap(render: Callable[..., Figure], model: nn.Module, image_size: int,
           **controls: widgets.Widget) -> widgets.interactive:
     latest: dict[str, Figure] = {}
@@ -127,4 +152,19 @@ def occlusion_explorer(model: nn.Module, split: str = "test_swapped", image_size
                  patch=widgets.IntSlider(value=8, min=4, max=32, step=4, description="patch px"),
                  stride=widgets.IntSlider(value=4, min=2, max=16, step=2, description="stride px"),
                  fill=widgets.Dropdown(options=list(FILLS), value="grey (0.5)", description="fill"),
+                 alpha=widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.1, description="opacity"))
+
+
+def cam_explorer(model: nn.Module, split: str = "test_swapped", image_size: int = 64) -> widgets.interactive:
+    """Controls, in ``ui.children`` order: split, image index, class, opacity."""
+    return _wrap(render_cam, model, image_size, **_split_and_index(split),
+                 alpha=widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.1, description="opacity"))
+
+
+def gradcam_explorer(model: nn.Module, split: str = "test_swapped", image_size: int = 64) -> widgets.interactive:
+    """Controls, in ``ui.children`` order: split, image index, class, method, layer, opacity."""
+    layers = conv_layers(model)
+    return _wrap(render_cam, model, image_size, **_split_and_index(split),
+                 method=widgets.ToggleButtons(options=[m for m in CAM_METHODS if m != "CAM"], value="Grad-CAM"),
+                 layer=widgets.SelectionSlider(options=layers, value=layers[-1], description="layer"),
                  alpha=widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.1, description="opacity"))

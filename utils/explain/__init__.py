@@ -2,9 +2,11 @@
 
     method(model, images, target=None, **options) -> Tensor[N, H, W]
 """
+from .baselines import centre_map, random_map
 from .cam import cam
 from .gradcam import gradcam, gradcam_pp, hirescam
 from .occlusion import count_windows, occlusion
 from .saliency import saliency, smoothgrad
 
-__all__ = ["saliency", "smoothgrad", "occlusion", "count_windows", "cam", "gradcam", "gradcam_pp", "hirescam"]
+__all__ = ["saliency", "smoothgrad", "occlusion", "count_windows", "cam", "gradcam", "gradcam_pp", "hirescam",
+           "random_map", "centre_map"]

@@ -48,31 +48,36 @@ def check_images(model: nn.Module, images: object) -> torch.Tensor:
         raise ValueError(f"images are on {images.device} but the model is on {param.device}; "
                          f"move them with images.to({str(param.device)!r})")
     if expects_unit_range(model):
-        lo, hi = float(images.min()), float(images.max())
+        lo, hi = (float(v) for v in torch.aminmax(images))
         if lo < 0.0 or hi > 1.0:
             raise ValueError(f"images must be in [0, 1] (the model normalises them itself); got values in "
                              f"[{lo:.3g}, {hi:.3g}] — pass raw images, not normalised ones")
     return images
 
 
-def resolve_target(target: Target, logits: torch.Tensor) -> torch.Tensor:
-    """``target`` as a long tensor of N class indices (``None``: the predicted classes)."""
-    n, num_classes = logits.shape
-    if target is None:
-        return logits.argmax(1)
+def target_indices(target: Target, n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """An int or N ints as a long tensor ``[n]`` (form checks only; ``None`` is not allowed here)."""
     if isinstance(target, bool):
         raise TypeError("target must be None, an int or a sequence of ints; got a bool")
     if isinstance(target, int):
-        t = torch.full((n,), target, dtype=torch.long, device=logits.device)
-    else:
-        t = torch.as_tensor(target, device=logits.device)
-        if t.is_floating_point() or t.dtype == torch.bool:
-            raise TypeError(f"target must hold integer class indices; got dtype {t.dtype}")
-        t = t.long().reshape(-1)
-        if t.numel() == 1:
-            t = t.expand(n).clone()
-        if t.numel() != n:
-            raise ValueError(f"target has {t.numel()} entries for {n} images; give one per image, an int, or None")
+        return torch.full((n,), target, dtype=torch.long, device=device)
+    t = torch.as_tensor(target, device=device)
+    if t.is_floating_point() or t.dtype == torch.bool:
+        raise TypeError(f"target must hold integer class indices; got dtype {t.dtype}")
+    t = t.long().reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(n).clone()
+    if t.numel() != n:
+        raise ValueError(f"target has {t.numel()} entries for {n} images; give one per image, an int, or None")
+    return t
+
+
+def resolve_target(target: Target, logits: torch.Tensor) -> torch.Tensor:
+    """``target`` as a long tensor of N class indices (``None``: the predicted classes), range-checked."""
+    n, num_classes = logits.shape
+    if target is None:
+        return logits.argmax(1)
+    t = target_indices(target, n, logits.device)
     if ((t < 0) | (t >= num_classes)).any():
         bad = t[(t < 0) | (t >= num_classes)][0].item()
         raise ValueError(f"target {bad} is out of range for a model with {num_classes} classes "

@@ -48,11 +48,11 @@ def cam(model: nn.Module, images: torch.Tensor, target: Target = None, *,
     pool, linear = find_gap_head(model)
     with model_state_preserved(model), torch.no_grad(), capture(pool, "input") as store:
         logits = model(images)
-    feats = spatial("before global average pooling", store[-1])
-    if feats.shape[1] != linear.in_features or not torch.allclose(
-            linear(feats.mean((2, 3))), logits, rtol=1e-4, atol=1e-4 * float(logits.abs().max()) + 1e-6):
-        raise ValueError(f"{type(model).__name__}'s output is not linear(global average pool(features)), "
-                         f"so it has no CAM; use gradcam(model, images, layer=...) instead")
-    t = resolve_target(target, logits)
-    maps = torch.einsum("nk,nkhw->nhw", linear.weight[t], feats).float()
+        feats = spatial("before global average pooling", store[-1])
+        if feats.shape[1] != linear.in_features or not torch.allclose(
+                linear(feats.mean((2, 3))), logits, rtol=1e-4, atol=1e-4 * float(logits.abs().max()) + 1e-6):
+            raise ValueError(f"{type(model).__name__}'s output is not linear(global average pool(features)), "
+                             f"so it has no CAM; use gradcam(model, images, layer=...) instead")
+        t = resolve_target(target, logits)
+        maps = torch.einsum("nk,nkhw->nhw", linear.weight[t], feats).float()
     return maps if resolution == "features" else upsample(maps, tuple(images.shape[-2:]))

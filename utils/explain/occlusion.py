@@ -13,7 +13,9 @@ tests check against).
 
 Cost: ``1 + n_h · n_w`` forward passes per image, with
 ``n_h = ceil((H − p) / s) + 1`` (see :func:`count_windows`), no backward pass.
-The windows of one image go through the model in batches of ``batch_size``.
+The windows of one image go through the model in batches of ``batch_size``
+(64 by default: on a 2-core CPU, per-image forward cost grows with the batch,
+e.g. 0.54 ms per 64-px image at 32 against 0.82 ms at 256).
 """
 from __future__ import annotations
 
@@ -75,7 +77,7 @@ def fill_images(images: torch.Tensor, fill: Fill, patch: tuple[int, int] = (8, 8
 
 def occlusion(model: nn.Module, images: torch.Tensor, target: Target = None, *,
               patch: int | tuple[int, int] = 8, stride: int | tuple[int, int] = 4, fill: Fill = 0.5,
-              batch_size: int = 256) -> torch.Tensor:
+              batch_size: int = 64) -> torch.Tensor:
     """Occlusion map ``[N, H, W]``: mean drop of the target logit over the windows covering each pixel.
 
     ``fill``: a value (default 0.5, mid-grey in [0, 1] pixel space), ``"mean"``

@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ._common import Target, check_images, check_positive_int, model_state_preserved, resolve_target
+from ._common import Target, check_images, check_positive_int, model_state_preserved, resolve_target, target_indices
 
 __all__ = ["saliency", "smoothgrad", "input_gradients"]
 
@@ -51,7 +51,7 @@ def input_gradients(model: nn.Module, images: torch.Tensor, target: Target,
     Low level: expects checked inputs and a model already in eval mode with
     frozen parameters (see :func:`model_state_preserved`).
     """
-    x = images.detach().clone().requires_grad_(True)
+    x = images.detach().requires_grad_(True)  # a new leaf sharing memory; the caller's tensor is untouched
     with torch.enable_grad():
         logits = model(x)
         t = resolve_target(target, logits)
@@ -89,7 +89,7 @@ def smoothgrad(model: nn.Module, images: torch.Tensor, target: Target = None, *,
     drawn exactly as Captum's ``NoiseTunnel`` draws it (``torch.normal`` per chunk,
     copies of one image adjacent), so with the same seed both see the same images.
     The target is fixed from the *clean* image (``None``: its predicted class).
-    Cost: ``n_samples`` forward+backward passes per image (plus one forward for the target).
+    Cost: ``n_samples`` forward+backward passes per image (plus one forward when ``target=None``).
     """
     images = check_images(model, images)
     _check_options(score, reduce)
@@ -100,8 +100,11 @@ def smoothgrad(model: nn.Module, images: torch.Tensor, target: Target = None, *,
     n = images.shape[0]
     total = torch.zeros_like(images)
     with model_state_preserved(model):
-        with torch.no_grad():
-            t = resolve_target(target, model(images))
+        if target is None:
+            with torch.no_grad():
+                t = model(images).argmax(1)
+        else:  # its range is checked against the logits of the first pass below
+            t = target_indices(target, n, images.device)
         done = 0
         while done < n_samples:
             k = min(batch_size, n_samples - done)
