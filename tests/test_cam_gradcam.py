@@ -173,6 +173,25 @@ def test_agrees_with_pytorch_grad_cam_on_resnet18(name, layer, resnet):
         assert (minmax(ours) - ref).abs().max() < 1e-4
 
 
+@pytest.mark.parametrize("method", [gradcam, gradcam_pp, hirescam])
+def test_a_layer_followed_by_an_in_place_relu(method, resnet):
+    """ResNet's bn1 feeds ReLU(inplace=True). Our maps use bn1's real output, exactly as with an out-of-place ReLU.
+
+    (pytorch-grad-cam differs here: on the CPU its hook keeps a view of bn1's output,
+    which the in-place ReLU then overwrites, so it pairs post-ReLU activations with
+    pre-ReLU gradients.)
+    """
+    import copy
+    out_of_place = copy.deepcopy(resnet)
+    for m in out_of_place.modules():
+        if isinstance(m, nn.ReLU):
+            m.inplace = False
+    x = torch.rand(2, 3, 64, 64)
+    a = method(resnet, x, 1, layer="layer1.0.bn1", resolution="features")
+    b = method(out_of_place, x, 1, layer="layer1.0.bn1", resolution="features")
+    assert torch.allclose(a, b, atol=1e-6) and a.abs().max() > 0
+
+
 # ------------------------------------------------------------------ state, hooks, memory
 def hooks(model):
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())

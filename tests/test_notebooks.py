@@ -23,7 +23,7 @@ def source(cell):
 
 def test_the_course_notebooks_are_there():
     names = [p.name for p in NOTEBOOKS]
-    assert names[:2] == ["01_saliency.ipynb", "02_occlusion.ipynb"], names
+    assert names[:4] == ["01_saliency.ipynb", "02_occlusion.ipynb", "03_cam.ipynb", "04_gradcam.ipynb"], names
 
 
 def test_repository_url_is_a_github_repository():

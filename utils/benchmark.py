@@ -1,7 +1,9 @@
 """Benchmarks: measured here, never asserted in the test suite (timings depend on the machine).
 
 ``python -m utils.benchmark [--only SECTION ...] [--repeats R]`` prints one table per
-section with the median of ``R`` runs after a warm-up and whether each target is met.
+section and whether each target is met. Ratios are robust to the machine's
+drift: all functions are timed round-robin within each of ``R`` repeats (after a
+warm-up), a ratio is computed per repeat, and the median ratio is reported.
 
 Sections:
   * ``data`` — drawing the embedded dataset: 3,000 images at 64 px (target: ≤ 10 s
@@ -38,6 +40,19 @@ def _median_seconds(fn: Callable[[], object], repeats: int, warmup: Callable[[],
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def _round_robin(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """Seconds per call of every function, ``repeats`` rounds, each round calling each function once."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 def bench_data(repeats: int) -> list[Row]:
@@ -93,7 +108,7 @@ def bench_methods(repeats: int) -> list[Row]:
                 e(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in target])
         return run
 
-    t = {name: _median_seconds(fn, repeats) for name, fn in {
+    fns = {
         "fwd": fwd, "fwd_bwd": fwd_bwd,
         "cam": lambda: cam(model, x, target),
         "saliency": lambda: saliency(model, x, target),
@@ -107,7 +122,7 @@ def bench_methods(repeats: int) -> list[Row]:
         "pkg_gradcam": grad_cam_package(GradCAM),
         "pkg_gradcam_pp": grad_cam_package(GradCAMPlusPlus),
         "pkg_hirescam": grad_cam_package(HiResCAM),
-    }.items()}
+    }
     # occlusion: 8-px patch, stride 4 → 225 windows; 8 images so a repeat stays short; 64 images per forward
     xo, to = x[:8], target[:8]
     n_forwards = 8 * (1 + count_windows(64, 64, 8, 4))
@@ -117,13 +132,16 @@ def bench_methods(repeats: int) -> list[Row]:
             for start in range(0, n_forwards, 64):
                 model(x.repeat(2, 1, 1, 1)[: min(64, n_forwards - start)])
 
-    t["occlusion"] = _median_seconds(lambda: occlusion(model, xo, to, patch=8, stride=4), repeats)
-    t["captum_occlusion"] = _median_seconds(lambda: Occlusion(model).attribute(
+    fns["occlusion"] = lambda: occlusion(model, xo, to, patch=8, stride=4)
+    fns["captum_occlusion"] = lambda: Occlusion(model).attribute(
         xo, sliding_window_shapes=(3, 8, 8), strides=(3, 4, 4), baselines=0.5, target=to,
-        perturbations_per_eval=8), repeats)  # 8 perturbations × 8 images = 64 images per forward, as ours
-    t["ideal_occlusion"] = _median_seconds(ideal, repeats)
+        perturbations_per_eval=8)  # 8 perturbations × 8 images = 64 images per forward, as ours
+    fns["ideal_occlusion"] = ideal
 
-    r = lambda a, b: t[a] / t[b]  # noqa: E731
+    times = _round_robin(fns, repeats)
+
+    def r(a: str, b: str) -> float:
+        return statistics.median(x / y for x, y in zip(times[a], times[b]))
     rows = [
         ("saliency ÷ Captum Saliency", f"{r('saliency', 'captum_saliency'):.2f}×", _verdict(r("saliency", "captum_saliency"), 1.0)),
         ("SmoothGrad ÷ Captum NoiseTunnel (8 samples)", f"{r('smoothgrad', 'captum_smoothgrad'):.2f}×", ""),
@@ -135,7 +153,7 @@ def bench_methods(repeats: int) -> list[Row]:
     ]
     for name in ("saliency", "gradcam", "gradcam_pp", "hirescam"):
         rows.append((f"{name} ÷ one forward+backward", f"{r(name, 'fwd_bwd'):.2f}×", _verdict(r(name, "fwd_bwd"), 1.3)))
-    rows.append(("SmoothGrad ÷ (8 × forward+backward)", f"{t['smoothgrad'] / (8 * t['fwd_bwd']):.2f}×", ""))
+    rows.append(("SmoothGrad ÷ (8 × forward+backward)", f"{r('smoothgrad', 'fwd_bwd') / 8:.2f}×", ""))
     rows.append(("CAM ÷ one forward", f"{r('cam', 'fwd'):.2f}×", ""))
     rows.append(("one forward+backward ÷ one forward", f"{r('fwd_bwd', 'fwd'):.2f}×", "(for scale)"))
     return rows
@@ -147,7 +165,7 @@ SECTIONS: dict[str, Callable[[int], list[Row]]] = {"data": bench_data, "methods"
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m utils.benchmark", description=__doc__.split("\n\n")[0])
     p.add_argument("--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=7)
     args = p.parse_args(argv)
     for name in args.only:
         rows = SECTIONS[name](args.repeats)

@@ -39,13 +39,27 @@ def find_gap_head(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
 
 
 @contextlib.contextmanager
-def capture(module: nn.Module, where: Where = "output") -> Iterator[list[torch.Tensor]]:
-    """Collect ``module``'s input or output tensors of every forward pass in the block; the hook is removed on exit."""
+def capture(module: nn.Module, where: Where = "output", leaf: bool = False) -> Iterator[list[torch.Tensor]]:
+    """Collect ``module``'s input or output tensors of every forward pass in the block; the hook is removed on exit.
+
+    ``leaf=True``: the network continues from a fresh leaf tensor that requires grad
+    (the same values), and that leaf is what is stored; so gradients with respect to
+    it need no graph of the layers before it. The rest of the network receives
+    ``leaf * 1`` (not the leaf itself), which stays valid if an in-place op follows.
+    """
     store: list[torch.Tensor] = []
+
+    def keep(t: torch.Tensor) -> torch.Tensor:
+        if not leaf:
+            store.append(t)
+            return t
+        store.append(t.detach().requires_grad_(True))
+        return store[-1] * 1
+
     if where == "output":
-        handle = module.register_forward_hook(lambda m, i, o: store.append(o))
+        handle = module.register_forward_hook(lambda m, i, o: keep(o))
     else:
-        handle = module.register_forward_pre_hook(lambda m, i: store.append(i[0]))
+        handle = module.register_forward_pre_hook(lambda m, i: (keep(i[0]),) + tuple(i[1:]))
     try:
         yield store
     finally:

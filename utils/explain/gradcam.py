@@ -21,7 +21,11 @@ scaling here (grad-cam scales each map to [0, 1]); bilinear upsampling with
 ``align_corners=False`` (grad-cam uses ``cv2.resize``, the same interpolation).
 The layer is a module or a dotted name (``"features.9"``, ``"layer4"``); the
 default is the input of the global average pooling — the features CAM uses.
-Cost: one forward pass and a backward pass down to the layer.
+For a layer followed by an in-place op (ResNet's ``bn1`` → ``ReLU(inplace=True)``)
+the maps use the layer's real output; pytorch-grad-cam's hook would see it
+overwritten by the in-place op there.
+Cost: one forward pass, recorded for autograd only from the layer on, and a
+backward pass down to the layer.
 """
 from __future__ import annotations
 
@@ -52,9 +56,8 @@ def layer_activations_and_gradients(model: nn.Module, images: torch.Tensor, targ
     else:
         name = repr(layer) if isinstance(layer, str) else type(layer).__name__
         module, where = resolve_layer(model, layer), "output"
-    with model_state_preserved(model), capture(module, where) as store, torch.enable_grad():
-        x = images.detach().requires_grad_(True)  # so every activation is part of the graph
-        logits = model(x)
+    with model_state_preserved(model), capture(module, where, leaf=True) as store, torch.enable_grad():
+        logits = model(images)  # no graph before the layer: it starts at the captured leaf
         if not store:
             raise ValueError(f"layer {name} was not used in the forward pass")
         acts = spatial(name, store[-1])
