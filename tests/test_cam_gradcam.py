@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import torchvision
 from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, HiResCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
@@ -27,20 +26,8 @@ from utils.explain import cam, gradcam, gradcam_pp, hirescam
 from utils.explain.cam import upsample
 from utils.explain.gradcam import layer_activations_and_gradients
 from utils.models import OrcaLeopardNet
-from utils.train import load_or_train
 
 METHODS = {"gradcam": (gradcam, GradCAM), "gradcam_pp": (gradcam_pp, GradCAMPlusPlus), "hirescam": (hirescam, HiResCAM)}
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_or_train("default", seed=0, progress=False)[0]
-
-
-@pytest.fixture(scope="module")
-def resnet():
-    torch.manual_seed(0)
-    return torchvision.models.resnet18(weights=None, num_classes=2).eval()
 
 
 @pytest.fixture(scope="module")

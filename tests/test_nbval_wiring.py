@@ -1,9 +1,14 @@
 """nbval wiring: the sanitize file and the conftest hook (tests/nbval_wiring.ipynb is the end-to-end check)."""
+import importlib.util
+from pathlib import Path
 from types import SimpleNamespace
 
 from nbval.plugin import get_sanitize_patterns
 
-import conftest
+# the repository's root conftest.py (tests/conftest.py holds fixtures and would shadow `import conftest`)
+_spec = importlib.util.spec_from_file_location("root_conftest", Path(__file__).resolve().parent.parent / "conftest.py")
+conftest = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(conftest)
 
 PATTERNS = get_sanitize_patterns(conftest.SANITIZE.read_text())
 

@@ -14,7 +14,6 @@ Conventions aligned for the Captum comparisons (and why they agree exactly):
 """
 import pytest
 import torch
-import torchvision
 from captum.attr import NoiseTunnel, Occlusion, Saliency
 from torch import nn
 
@@ -23,25 +22,12 @@ from utils.explain import count_windows, occlusion, saliency, smoothgrad
 from utils.explain.occlusion import fill_images
 from utils.explain.saliency import input_gradients
 from utils.models import OrcaLeopardNet
-from utils.train import load_or_train
 
 REL = 1e-5  # float32: same operations, at most rounding differences
 
 
 def close(a, b, rel=REL):
     return (a - b).abs().max() <= rel * b.abs().max() + 1e-12
-
-
-@pytest.fixture(scope="module")
-def course_model():
-    model, _ = load_or_train("default", seed=0, progress=False)
-    return model
-
-
-@pytest.fixture(scope="module")
-def resnet():
-    torch.manual_seed(0)
-    return torchvision.models.resnet18(weights=None, num_classes=2).eval()
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +41,7 @@ def captum_target(model, x):
 
 
 # ------------------------------------------------------------------ agreement with Captum
-@pytest.mark.parametrize("which", ["course_model", "resnet"])
+@pytest.mark.parametrize("which", ["model", "resnet"])
 def test_saliency_matches_captum(which, request, images):
     model = request.getfixturevalue(which)
     for target in (None, 1):
@@ -66,7 +52,7 @@ def test_saliency_matches_captum(which, request, images):
         assert close(ours, ref)
 
 
-@pytest.mark.parametrize("which", ["course_model", "resnet"])
+@pytest.mark.parametrize("which", ["model", "resnet"])
 def test_smoothgrad_matches_captum_noise_tunnel_with_the_same_noise(which, request, images):
     model = request.getfixturevalue(which)
     ours = smoothgrad(model, images, n_samples=7, noise=0.2, batch_size=3,
@@ -80,7 +66,7 @@ def test_smoothgrad_matches_captum_noise_tunnel_with_the_same_noise(which, reque
     assert not close(ours, saliency(model, images), rel=0.05)
 
 
-@pytest.mark.parametrize("which", ["course_model", "resnet"])
+@pytest.mark.parametrize("which", ["model", "resnet"])
 @pytest.mark.parametrize("fill", [0.5, "mean", "blur"])
 def test_occlusion_matches_captum(which, fill, request, images):
     model = request.getfixturevalue(which)
@@ -132,15 +118,15 @@ def test_saliency_equals_finite_differences(score):
     assert torch.allclose(signed.double(), fd.mean(1), atol=1e-6)
 
 
-def test_smoothgrad_with_zero_noise_is_saliency(course_model, images):
-    assert close(smoothgrad(course_model, images, n_samples=3, noise=0.0), saliency(course_model, images))
+def test_smoothgrad_with_zero_noise_is_saliency(model, images):
+    assert close(smoothgrad(model, images, n_samples=3, noise=0.0), saliency(model, images))
 
 
-def test_occlusion_with_one_window_over_the_whole_image_is_the_score_difference(course_model, images):
+def test_occlusion_with_one_window_over_the_whole_image_is_the_score_difference(model, images):
     for fill in (0.0, 0.5, "mean"):
-        m = occlusion(course_model, images, target=1, patch=64, stride=64, fill=fill)
+        m = occlusion(model, images, target=1, patch=64, stride=64, fill=fill)
         with torch.no_grad():
-            diff = course_model(images)[:, 1] - course_model(fill_images(images, fill))[:, 1]
+            diff = model(images)[:, 1] - model(fill_images(images, fill))[:, 1]
         assert torch.allclose(m, diff.view(-1, 1, 1).expand(-1, 64, 64), atol=1e-5)
 
 
@@ -215,9 +201,9 @@ def test_model_state_unchanged_also_after_an_error(method, images):
     (lambda x: x[:0], ValueError, "empty batch"),
     (lambda x: x.numpy(), TypeError, "torch.Tensor"),
 ])
-def test_bad_images(method, bad, exc, words, course_model, images):
+def test_bad_images(method, bad, exc, words, model, images):
     with pytest.raises(exc, match=words):
-        method(course_model, bad(images[:2]))
+        method(model, bad(images[:2]))
 
 
 @pytest.mark.parametrize("target, exc, words", [
@@ -227,16 +213,16 @@ def test_bad_images(method, bad, exc, words, course_model, images):
     (0.5, TypeError, "integer class indices"),
     (True, TypeError, "got a bool"),
 ])
-def test_bad_targets(target, exc, words, course_model, images):
+def test_bad_targets(target, exc, words, model, images):
     with pytest.raises(exc, match=words):
-        saliency(course_model, images[:2], target)
+        saliency(model, images[:2], target)
 
 
-def test_target_forms_agree(course_model, images):
+def test_target_forms_agree(model, images):
     x = images[:2]
-    a = saliency(course_model, x, 1)
-    assert torch.equal(a, saliency(course_model, x, [1, 1]))
-    assert torch.equal(a, saliency(course_model, x, torch.tensor([1, 1])))
+    a = saliency(model, x, 1)
+    assert torch.equal(a, saliency(model, x, [1, 1]))
+    assert torch.equal(a, saliency(model, x, torch.tensor([1, 1])))
 
 
 @pytest.mark.parametrize("kwargs, exc, words", [
@@ -247,9 +233,9 @@ def test_target_forms_agree(course_model, images):
     (dict(fill=None), TypeError, "fill must be a number"),
     (dict(batch_size=0), ValueError, "batch_size must be > 0"),
 ])
-def test_bad_occlusion_options(kwargs, exc, words, course_model, images):
+def test_bad_occlusion_options(kwargs, exc, words, model, images):
     with pytest.raises(exc, match=words):
-        occlusion(course_model, images[:1], **kwargs)
+        occlusion(model, images[:1], **kwargs)
 
 
 @pytest.mark.parametrize("kwargs, words", [
@@ -258,6 +244,6 @@ def test_bad_occlusion_options(kwargs, exc, words, course_model, images):
     (dict(score="softmax"), "score must be 'logit' or 'probability'"),
     (dict(reduce="sum"), "reduce must be 'max'"),
 ])
-def test_bad_smoothgrad_options(kwargs, words, course_model, images):
+def test_bad_smoothgrad_options(kwargs, words, model, images):
     with pytest.raises(ValueError, match=words):
-        smoothgrad(course_model, images[:1], **kwargs)
+        smoothgrad(model, images[:1], **kwargs)

@@ -9,14 +9,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from utils.metrics import energy_in_mask, mask_area, pointing_game  # noqa: E402
-from utils.train import load_or_train  # noqa: E402
 from utils.viz import label_text, save_figure, show_grid, to_display  # noqa: E402
 from utils.widgets import occlusion_explorer, render_occlusion, render_saliency, saliency_explorer  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_or_train("default", seed=0, progress=False)[0]
 
 
 @pytest.fixture(autouse=True)
