@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from .explain.occlusion import fill_images
+from .models import evaluating
 
 __all__ = ["energy_in_mask", "mask_area", "pointing_game", "deletion_insertion", "spearman", "randomisation_check",
            "cam_logit_split"]
@@ -64,6 +65,14 @@ def pointing_game(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     return masks.to(maps.device).flatten(1).gather(1, flat.view(-1, 1)).squeeze(1)
 
 
+def _ranks(flat: torch.Tensor, descending: bool = False) -> torch.Tensor:
+    """Rank of every entry in each row of ``[N, M]`` (0 = first in the order; ties broken by position)."""
+    order = flat.argsort(dim=1, descending=descending, stable=True)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(flat.shape[1], device=flat.device).expand_as(order))
+    return ranks
+
+
 def _trapezoid(y: torch.Tensor) -> torch.Tensor:
     """Area under ``y`` sampled at equally spaced points of [0, 1] (last dimension)."""
     return ((y[..., 1:] + y[..., :-1]) / 2).mean(-1)
@@ -86,17 +95,12 @@ def deletion_insertion(model: nn.Module, images: torch.Tensor, maps: torch.Tenso
         raise ValueError(f"maps must be [N, H, W] matching images {list(images.shape)}; got {list(maps.shape)}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1; got {steps}")
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         n, _, h, w = images.shape
         t = model(images).argmax(1) if target is None else torch.as_tensor(target, device=images.device).view(-1)
         deleted = fill_images(images, deletion_fill)
         start = fill_images(images, insertion_start)
-        order = maps.reshape(n, -1).argsort(dim=1, descending=True, stable=True)
-        ranks = torch.empty_like(order)
-        ranks.scatter_(1, order, torch.arange(h * w, device=order.device).expand(n, -1))
-        ranks = ranks.view(n, 1, h, w)
+        ranks = _ranks(maps.reshape(n, -1), descending=True).view(n, 1, h, w)  # 0 = most important
         counts = [round(k * h * w / steps) for k in range(steps + 1)]
         curves = {"deletion": [], "insertion": []}
         for i in range(n):
@@ -106,8 +110,6 @@ def deletion_insertion(model: nn.Module, images: torch.Tensor, maps: torch.Tenso
             probs = model(torch.cat([dele, ins])).softmax(1)[:, t[i]]
             curves["deletion"].append(probs[: steps + 1])
             curves["insertion"].append(probs[steps + 1:])
-    finally:
-        model.train(was_training)
     out = {k: torch.stack(v) for k, v in curves.items()}
     return {"deletion": _trapezoid(out["deletion"]), "insertion": _trapezoid(out["insertion"]),
             "deletion_curve": out["deletion"], "insertion_curve": out["insertion"]}
@@ -115,12 +117,10 @@ def deletion_insertion(model: nn.Module, images: torch.Tensor, maps: torch.Tenso
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Spearman rank correlation per image of two ``[N, H, W]`` maps (ties broken by position)."""
-    def ranks(x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(x.shape[0], -1)
-        r = torch.empty_like(flat)
-        r.scatter_(1, flat.argsort(dim=1, stable=True), torch.arange(flat.shape[1], dtype=flat.dtype).expand_as(flat))
+    def centred_ranks(x: torch.Tensor) -> torch.Tensor:
+        r = _ranks(x.reshape(x.shape[0], -1)).double()  # float64: ρ of identical maps is 1 to 1e-15
         return r - r.mean(1, keepdim=True)
-    ra, rb = ranks(a.double()), ranks(b.double())  # float64: ρ of identical maps is 1 to 1e-15
+    ra, rb = centred_ranks(a), centred_ranks(b)
     return ((ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1))).float()
 
 

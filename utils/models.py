@@ -18,16 +18,17 @@ then renamed) and read back with ``weights_only=True``.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
 
-__all__ = ["OrcaLeopardNet", "build_model", "save_checkpoint", "load_checkpoint", "CheckpointError",
+__all__ = ["OrcaLeopardNet", "build_model", "save_checkpoint", "load_checkpoint", "CheckpointError", "evaluating",
            "IMAGENET_MEAN", "IMAGENET_STD", "CHECKPOINT_FORMAT"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -100,6 +101,17 @@ class OrcaLeopardNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(images))
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode inside the block (batch norm uses its running statistics); the previous mode after it, even on error."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def build_model(config: dict[str, Any] | None = None) -> OrcaLeopardNet:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data import DEFAULT_IMAGE_SIZE, SPLITS, SplitData, _check_image_size, load_split
-from .models import OrcaLeopardNet, build_model, load_checkpoint, save_checkpoint
+from .models import OrcaLeopardNet, build_model, evaluating, load_checkpoint, save_checkpoint
 
 __all__ = ["Strategy", "STRATEGIES", "TrainConfig", "TrainResult", "train", "evaluate", "evaluate_splits",
            "pick_device", "seed_everything", "load_or_train", "save_result", "DEFAULT_MODELS_DIR"]
@@ -159,16 +159,12 @@ def _split(split: str, n: int, image_size: int, data_seed: int, backgrounds: str
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
     """Accuracy of ``model`` (put in eval mode, restored afterwards) on ``images``/``labels``."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     correct = 0
-    try:
+    with evaluating(model):
         for i in range(0, len(labels), batch_size):
             pred = model(images[i:i + batch_size].to(device)).argmax(1)
             correct += int((pred.cpu() == labels[i:i + batch_size]).sum())
-    finally:
-        model.train(was_training)
     return correct / max(len(labels), 1)
 
 

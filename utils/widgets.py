@@ -19,6 +19,7 @@ from .data import CLASSES, SPLITS, SPLIT_SIZES, render_sample
 from .explain import cam, gradcam, gradcam_pp, hirescam, occlusion, saliency, smoothgrad
 from .explain.occlusion import count_windows
 from .metrics import energy_in_mask
+from .models import evaluating
 from .viz import label_text, overlay
 
 __all__ = ["render_saliency", "saliency_explorer", "render_occlusion", "occlusion_explorer", "render_cam",
@@ -32,11 +33,8 @@ def _explain_one(model: nn.Module, split: str, index: int, target: str, image_si
     s = render_sample(split, index, image_size=image_size)
     device = next(model.parameters()).device
     x = s.image.unsqueeze(0).to(device)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    with evaluating(model), torch.no_grad():
         probs = model(x).softmax(1)[0].cpu()
-    model.train(was_training)
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}; got {target!r}")
     t = int(probs.argmax()) if target == "predicted" else CLASSES.index(target)

@@ -18,6 +18,8 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
+from ..models import evaluating
+
 Target = int | Sequence[int] | torch.Tensor | None
 
 
@@ -101,17 +103,15 @@ def model_state_preserved(model: nn.Module, *, need_param_grads: bool = False) -
     gradients are all the methods need, and nothing accumulates in ``.grad``.
     """
     params = list(model.parameters())
-    was_training = model.training
     requires = [p.requires_grad for p in params]
     grads = [p.grad for p in params]
-    model.eval()
     if not need_param_grads:
         for p in params:
             p.requires_grad_(False)
     try:
-        yield model
+        with evaluating(model):
+            yield model
     finally:
-        model.train(was_training)
         for p, r, g in zip(params, requires, grads):
             p.requires_grad_(r)
             p.grad = g
