@@ -44,7 +44,11 @@ def test_evaluate_restores_mode():
 
 
 @pytest.mark.parametrize("kwargs, exc, words", [
-    (dict(strategy="camlos"), ValueError, "unknown strategy 'camlos'; choose one of default, oracle"),
+    (dict(strategy="camlos"), ValueError, "unknown strategy 'camlos'; choose one of default, oracle, camloss"),
+    (dict(strategy="camloss", extra={"lam": -1.0}), ValueError, "lam .* must be >= 0"),
+    (dict(strategy="camloss", extra={"sigma": 0.0}), ValueError, "sigma .* must be > 0"),
+    (dict(strategy="camloss", extra={"map": "cam"}), ValueError, "map must be one of"),
+    (dict(strategy="default", extra={"lam": 1.0}), ValueError, "lam do not apply to strategy 'default'"),
     (dict(epochs=0), ValueError, "epochs must be >= 1"),
     (dict(epochs=1.5), TypeError, "epochs must be an int"),
     (dict(image_size=300), ValueError, "image_size=300 is out of range"),

@@ -19,6 +19,8 @@ Sections:
     gets the same batching (``perturbations_per_eval`` × images = 64). Targets (issue 4):
     Grad-CAM ≤ 0.5× grad-cam, occlusion ≤ 0.7× Captum, saliency ≤ 1.0× Captum,
     gradient methods ≤ 1.3× one forward+backward.
+  * ``training`` — one camloss epoch ÷ one default epoch (same data, seed and
+    device; target ≤ 1.10, issue 5): the penalty must not cost a second pass.
 """
 from __future__ import annotations
 
@@ -159,7 +161,25 @@ def bench_methods(repeats: int) -> list[Row]:
     return rows
 
 
-SECTIONS: dict[str, Callable[[int], list[Row]]] = {"data": bench_data, "methods": bench_methods}
+def bench_training(repeats: int) -> list[Row]:
+    from .train import TrainConfig, train
+
+    def epoch(strategy: str) -> Callable[[], object]:
+        return lambda: train(TrainConfig(strategy=strategy, epochs=1), progress=False)  # includes evaluation
+
+    def evaluation_only() -> None:
+        from .train import evaluate_splits
+        from .models import OrcaLeopardNet
+        evaluate_splits(OrcaLeopardNet(), TrainConfig())
+
+    times = _round_robin({"default": epoch("default"), "camloss": epoch("camloss"), "eval": evaluation_only},
+                         max(1, repeats // 2))
+    ratio = statistics.median((c - e) / (d - e) for c, d, e in zip(times["camloss"], times["default"], times["eval"]))
+    return [("camloss epoch ÷ default epoch (evaluation excluded)", f"{ratio:.2f}×", _verdict(ratio, 1.10))]
+
+
+SECTIONS: dict[str, Callable[[int], list[Row]]] = {"data": bench_data, "methods": bench_methods,
+                                                   "training": bench_training}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only:
         rows = SECTIONS[name](args.repeats)
         w = [max(len(r[i]) for r in rows) for i in range(3)]
-        print(f"\n[{name}] median of {args.repeats} runs after a warm-up")
+        rounds = max(1, args.repeats // 2) if name == "training" else args.repeats  # an epoch is slow: half as many
+        print(f"\n[{name}] median of {rounds} rounds after a warm-up")
         for r in rows:
             print(f"  {r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]}")
     return 0

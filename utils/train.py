@@ -6,13 +6,18 @@ Strategies differ only in their loss and in the training data's background rule:
   the background predicts the class, and the model is free to use it.
 * ``oracle`` — the same loss on the same animals, but on backgrounds drawn
   independently of the class: the control that shows the object is learnable.
-* ``camloss`` — added by the CAMLoss issue: a :class:`Strategy` whose
-  :meth:`Strategy.loss` adds a penalty computed from ``model.forward_with_features``.
+* ``camloss`` — cross-entropy plus λ times a penalty on the CAM's mass away from
+  the image centre (``utils.camloss``), from the same forward pass as the logits.
+  Options (``TrainConfig.extra`` / CLI): ``lam`` (λ, default 10), ``sigma`` (σ of
+  the kernel as a fraction of the side, default 0.2), ``map`` (``"decision"`` or
+  ``"positive_cam"``). The defaults come from the prototype numbers in DESIGN.md
+  section 4; the CAMLoss notebook's sweep is where they get justified or changed.
 
 Command line (writes ``<name>.pt`` and ``<name>.json`` and prints a table)::
 
     python -m utils.train default --seed 0
     python -m utils.train oracle --seed 1 --epochs 8 --out /tmp/models
+    python -m utils.train camloss --seed 0 --lam 10 --sigma 0.2
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import camloss as cl
 from .data import DEFAULT_IMAGE_SIZE, SPLITS, SplitData, _check_image_size, load_split
 from .models import OrcaLeopardNet, build_model, evaluating, load_checkpoint, save_checkpoint
 
@@ -43,29 +49,40 @@ __all__ = ["Strategy", "STRATEGIES", "TrainConfig", "TrainResult", "train", "eva
 #: Where trained models live (git-ignored): ``data/models/<name>.pt`` and ``.json``.
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
 
-LossFn = Callable[[OrcaLeopardNet, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+LossFn = Callable[[OrcaLeopardNet, torch.Tensor, torch.Tensor, dict[str, Any]], tuple[torch.Tensor, torch.Tensor]]
 
 
-def _cross_entropy(model: OrcaLeopardNet, images: torch.Tensor, labels: torch.Tensor
+def _cross_entropy(model: OrcaLeopardNet, images: torch.Tensor, labels: torch.Tensor, options: dict[str, Any]
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     logits = model(images)
     return F.cross_entropy(logits, labels), logits
 
 
+def _camloss(model: OrcaLeopardNet, images: torch.Tensor, labels: torch.Tensor, options: dict[str, Any]
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    logits, features = model.forward_with_features(images)  # one pass: the CAM comes from the same features
+    loss, _ = cl.camloss(logits, features, labels, model.classifier.weight, **options)
+    return loss, logits
+
+
 @dataclass(frozen=True)
 class Strategy:
-    """How to train: the loss ``(model, images, labels) -> (loss, logits)`` and the training backgrounds."""
+    """How to train: the loss ``(model, images, labels, options) -> (loss, logits)`` and the training backgrounds."""
     name: str
     description: str
     loss: LossFn = _cross_entropy
     #: ``None``: the ``train`` split as it is; ``"random"``: backgrounds independent of the class.
     train_backgrounds: str | None = None
+    #: the options ``TrainConfig.extra`` may set for this strategy, with their defaults
+    defaults: dict[str, Any] = field(default_factory=dict)
 
 
 STRATEGIES: dict[str, Strategy] = {
     "default": Strategy("default", "cross-entropy; the background predicts the class"),
     "oracle": Strategy("oracle", "cross-entropy on class-independent backgrounds (control)",
                        train_backgrounds="random"),
+    "camloss": Strategy("camloss", "cross-entropy + λ · CAM mass away from the centre", loss=_camloss,
+                        defaults={"lam": 10.0, "sigma": 0.2, "map": "decision"}),
 }
 
 
@@ -84,11 +101,21 @@ class TrainConfig:
     data_seed: int = 0
     widths: tuple[int, ...] = (16, 32, 64, 128)
     device: str = "auto"
-    extra: dict[str, Any] = field(default_factory=dict)  # strategy options (e.g. camloss λ, σ)
+    extra: dict[str, Any] = field(default_factory=dict)  # strategy options (camloss: lam, sigma, map)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        defaults = STRATEGIES[self.strategy].defaults
+        unknown = set(self.extra) - set(defaults)
+        if unknown:
+            raise ValueError(f"option(s) {', '.join(sorted(unknown))} do not apply to strategy {self.strategy!r}"
+                             + (f" (it takes {', '.join(defaults)})" if defaults else " (it takes none)"))
+        extra = {**defaults, **self.extra}
+        if self.strategy == "camloss":
+            cl.check_options(extra["lam"], extra["sigma"], extra["map"])
+            extra["lam"], extra["sigma"] = float(extra["lam"]), float(extra["sigma"])
+        object.__setattr__(self, "extra", extra)
         for name in ("seed", "epochs", "batch_size", "n_train", "n_eval", "data_seed"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):
@@ -209,7 +236,7 @@ def train(config: TrainConfig | None = None, progress: bool = True, **overrides:
             total, correct = 0.0, 0
             for i in range(steps):
                 idx = perm[i * config.batch_size:(i + 1) * config.batch_size]
-                loss, logits = strategy.loss(model, images[idx], labels[idx])
+                loss, logits = strategy.loss(model, images[idx], labels[idx], config.extra)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -294,19 +321,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    parser.add_argument("--lam", type=float, help="camloss: weight λ of the CAM penalty (default 10)")
+    parser.add_argument("--sigma", type=float, help="camloss: kernel width σ as a fraction of the side (default 0.2)")
+    parser.add_argument("--map", choices=cl.MAPS, help="camloss: which map is penalised (default decision)")
     parser.add_argument("--out", default=str(DEFAULT_MODELS_DIR), help="output folder (default data/models/)")
     parser.add_argument("--name", default=None, help="file name stem (default <strategy>_seed<seed>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
+        extra = {k: v for k, v in (("lam", args.lam), ("sigma", args.sigma), ("map", args.map)) if v is not None}
         cfg = TrainConfig(strategy=args.strategy, seed=args.seed, epochs=args.epochs, image_size=args.image_size,
-                          n_train=args.n_train, batch_size=args.batch_size, lr=args.lr, device=args.device)
+                          n_train=args.n_train, batch_size=args.batch_size, lr=args.lr, device=args.device,
+                          extra=extra)
         out = _check_writable(Path(args.out))  # fail before training, not after
         device = pick_device(cfg.device)
     except (ValueError, TypeError) as e:
         parser.error(str(e))
+    options = "".join(f", {k}={v}" for k, v in cfg.extra.items())
     print(f"training {cfg.strategy!r} (seed {cfg.seed}, {cfg.epochs} epochs, {cfg.image_size} px, "
-          f"{cfg.n_train} images) on {device}", file=sys.stderr)
+          f"{cfg.n_train} images{options}) on {device}", file=sys.stderr)
     result = train(cfg, progress=not args.quiet)
     pt, js = save_result(result, out, args.name)
     print(format_table(result.accuracy))

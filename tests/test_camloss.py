@@ -1,0 +1,114 @@
+"""CAMLoss: kernel, penalties, one forward pass, gradients, options, and the strategy in training."""
+import json
+
+import pytest
+import torch
+
+from utils import train as T
+from utils.camloss import (camloss, check_options, decision_map, inverted_gaussian_kernel, penalty, positive_cam)
+from utils.models import OrcaLeopardNet
+
+
+@pytest.mark.parametrize("h, w", [(8, 8), (7, 7), (24, 24), (6, 10)])
+def test_kernel_shape_symmetry_minimum_and_corners(h, w):
+    k = inverted_gaussian_kernel(h, w, sigma=0.2)
+    assert k.shape == (h, w) and float(k.min()) >= 0 and float(k.max()) < 1
+    assert torch.allclose(k, k.flip(0)) and torch.allclose(k, k.flip(1))
+    if h == w:
+        assert torch.allclose(k, k.T)
+    centre = k[(h - 1) // 2: h // 2 + 1, (w - 1) // 2: w // 2 + 1]
+    assert torch.isclose(centre.max(), k.min())  # the minimum is at the centre cell(s)
+    assert torch.isclose(k[0, 0], k.max()) and torch.isclose(k[-1, -1], k.max())  # the maximum at the corners
+    if h % 2:
+        assert k[h // 2, w // 2] == 0  # an odd grid has a cell exactly at the centre
+
+
+def test_kernel_width():
+    narrow, wide = inverted_gaussian_kernel(8, 8, 0.1), inverted_gaussian_kernel(8, 8, 0.4)
+    assert (narrow >= wide).all() and narrow.mean() > wide.mean()
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        inverted_gaussian_kernel(8, 8, 0.0)
+
+
+@pytest.mark.parametrize("map", ["decision", "positive_cam"])
+def test_penalty_is_scale_invariant_and_prefers_the_centre(map):
+    k = inverted_gaussian_kernel(8, 8, 0.2)
+    torch.manual_seed(0)
+    m = torch.rand(3, 8, 8)
+    p = penalty(m, k, map)
+    assert torch.allclose(penalty(m * 37.0, k, map), p, atol=1e-6)
+    if map == "decision":
+        assert torch.allclose(penalty(-m, k, map), p, atol=1e-6)  # the sign of the decision map does not matter
+    centre, border = torch.zeros(1, 8, 8), torch.zeros(1, 8, 8)
+    centre[0, 3:5, 3:5] = 1.0
+    border[0, 0, :] = 1.0
+    assert penalty(centre, k, map) < 0.2 < penalty(border, k, map) < 1.0
+
+
+def test_maps_from_features_and_weights():
+    torch.manual_seed(0)
+    f, w = torch.rand(2, 4, 3, 3), torch.randn(2, 4)
+    y = torch.tensor([0, 1])
+    d = decision_map(f, w, y)
+    assert torch.allclose(d[0], torch.einsum("k,khw->hw", w[0] - w[1], f[0]), atol=1e-6)
+    assert torch.allclose(d[1], torch.einsum("k,khw->hw", w[1] - w[0], f[1]), atol=1e-6)
+    assert torch.allclose(positive_cam(f, w, y)[1], torch.einsum("k,khw->hw", w[1], f[1]).clamp(min=0))
+    w3 = torch.randn(3, 4)  # three classes: w_y minus the mean of the others
+    assert torch.allclose(decision_map(f, w3, torch.tensor([2, 2]))[0],
+                          torch.einsum("k,khw->hw", w3[2] - (w3[0] + w3[1]) / 2, f[0]), atol=1e-6)
+
+
+def test_one_forward_pass_and_the_gradient_reaches_the_conv_weights():
+    torch.manual_seed(0)
+    model = OrcaLeopardNet().train()
+    calls = []
+    model.features.register_forward_hook(lambda *a: calls.append(1))
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 0, 1])
+    loss, logits = T.STRATEGIES["camloss"].loss(model, x, y, {"lam": 10.0, "sigma": 0.2, "map": "decision"})
+    assert len(calls) == 1 and logits.shape == (4, 2)
+    # the penalty alone (no cross-entropy) moves the first convolution
+    logits, feats = model.forward_with_features(x)
+    _, parts = camloss(logits, feats, y, model.classifier.weight)
+    pen_only = camloss(logits, feats, y, model.classifier.weight, lam=1.0)[0] - torch.nn.functional.cross_entropy(logits, y)
+    model.zero_grad()
+    pen_only.backward()
+    assert model.features[0].weight.grad.abs().sum() > 0
+    assert 0 <= parts["penalty"] < 1 and parts["ce"] > 0
+
+
+def test_lambda_zero_is_cross_entropy():
+    torch.manual_seed(0)
+    logits, feats, y, w = torch.randn(4, 2), torch.rand(4, 8, 2, 2), torch.tensor([0, 1, 1, 0]), torch.randn(2, 8)
+    loss, _ = camloss(logits, feats, y, w, lam=0.0)
+    assert torch.isclose(loss, torch.nn.functional.cross_entropy(logits, y))
+
+
+@pytest.mark.parametrize("lam, sigma, map, exc, words", [
+    (-0.1, 0.2, "decision", ValueError, "lam .* must be >= 0"),
+    (1.0, 0.0, "decision", ValueError, "sigma .* must be > 0"),
+    (1.0, -1.0, "decision", ValueError, "sigma .* must be > 0"),
+    (1.0, 0.2, "gradcam", ValueError, "map must be one of"),
+    ("1", 0.2, "decision", TypeError, "lam must be a number"),
+])
+def test_bad_options(lam, sigma, map, exc, words):
+    with pytest.raises(exc, match=words):
+        check_options(lam, sigma, map)
+
+
+def test_camloss_strategy_trains_deterministically_and_records_its_options(tmp_path, capsys):
+    tiny = dict(strategy="camloss", epochs=1, n_train=64, n_eval=16, image_size=32, widths=(4, 8), batch_size=32)
+    a = T.train(T.TrainConfig(**tiny, extra={"lam": 5.0}), progress=False)
+    b = T.train(T.TrainConfig(**tiny, extra={"lam": 5.0}), progress=False)
+    assert a.config.extra == {"lam": 5.0, "sigma": 0.2, "map": "decision"}
+    assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+    assert T.main(["camloss", "--epochs", "1", "--n-train", "64", "--image-size", "32", "--lam", "3",
+                   "--sigma", "0.3", "--map", "positive_cam", "--out", str(tmp_path), "--quiet"]) == 0
+    cfg = json.loads((tmp_path / "camloss_seed0.json").read_text())["config"]
+    assert cfg["extra"] == {"lam": 3.0, "sigma": 0.3, "map": "positive_cam"}
+    assert "lam=3.0" in capsys.readouterr().err
+
+
+def test_cli_rejects_camloss_options_for_other_strategies(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        T.main(["default", "--lam", "1", "--out", str(tmp_path)])
+    assert e.value.code == 2 and "do not apply to strategy 'default'" in capsys.readouterr().err
