@@ -173,7 +173,7 @@ def bench_training(repeats: int) -> list[Row]:
         evaluate_splits(OrcaLeopardNet(), TrainConfig())
 
     times = _round_robin({"default": epoch("default"), "camloss": epoch("camloss"), "eval": evaluation_only},
-                         max(1, repeats // 2))
+                         repeats)
     ratio = statistics.median((c - e) / (d - e) for c, d, e in zip(times["camloss"], times["default"], times["eval"]))
     return [("camloss epoch ÷ default epoch (evaluation excluded)", f"{ratio:.2f}×", _verdict(ratio, 1.10))]
 
@@ -188,9 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=7)
     args = p.parse_args(argv)
     for name in args.only:
-        rows = SECTIONS[name](args.repeats)
-        w = [max(len(r[i]) for r in rows) for i in range(3)]
         rounds = max(1, args.repeats // 2) if name == "training" else args.repeats  # an epoch is slow: half as many
+        rows = SECTIONS[name](rounds)
+        w = [max(len(r[i]) for r in rows) for i in range(3)]
         print(f"\n[{name}] median of {rounds} rounds after a warm-up")
         for r in rows:
             print(f"  {r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]}")
