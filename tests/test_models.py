@@ -136,3 +136,21 @@ def test_bad_model_config():
         OrcaLeopardNet(widths=())
     with pytest.raises(ValueError, match="unknown architecture"):
         build_model({"arch": "vgg"})
+
+
+def test_atomic_write_leaves_the_old_file_and_no_temporary_on_failure(tmp_path):
+    from utils.models import atomic_write
+    target = atomic_write(tmp_path / "x.json", lambda f: f.write(b'{"v": 1}\n'))
+    assert target.read_bytes() == b'{"v": 1}\n'
+
+    def half_then_fail(f):
+        f.write(b'{"v": ')
+        raise OSError("disk full")
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(target, half_then_fail)
+
+    def reject(tmp):
+        raise ValueError("does not verify")
+    with pytest.raises(ValueError, match="does not verify"):
+        atomic_write(target, lambda f: f.write(b"new"), reject)
+    assert target.read_bytes() == b'{"v": 1}\n' and [p.name for p in tmp_path.iterdir()] == ["x.json"]

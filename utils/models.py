@@ -23,12 +23,13 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 import torch
 from torch import nn
 
 __all__ = ["OrcaLeopardNet", "build_model", "save_checkpoint", "load_checkpoint", "CheckpointError", "evaluating",
+           "atomic_write",
            "IMAGENET_MEAN", "IMAGENET_STD", "CHECKPOINT_FORMAT"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -135,14 +136,37 @@ def _json_safe(meta: dict[str, Any]) -> dict[str, Any]:
         raise TypeError(f"checkpoint metadata must be JSON-serialisable: {e}") from None
 
 
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None],
+                 verify: Callable[[Path], None] | None = None) -> Path:
+    """Write ``path`` so it appears complete or not at all.
+
+    ``write`` fills a temporary file in the same folder; it is flushed to disk,
+    checked by ``verify`` (which raises if the file is wrong), then renamed over
+    ``path``. On any failure the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        if verify is not None:
+            verify(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def save_checkpoint(model: OrcaLeopardNet, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
     """Write ``model`` and ``meta`` (image size, classes, training config, metrics…) to ``path`` atomically.
 
     The file appears complete or not at all: it is written to a temporary file in
     the same folder, read back with ``torch.load(weights_only=True)``, then renamed.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -150,20 +174,13 @@ def save_checkpoint(model: OrcaLeopardNet, path: str | os.PathLike, meta: dict[s
         "meta": _json_safe(meta or {}),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
+
+    def verify(tmp: Path) -> None:
         check = torch.load(tmp, map_location="cpu", weights_only=True)
         if check.keys() != payload.keys() or check["state_dict"].keys() != payload["state_dict"].keys():
             raise CheckpointError(f"verification of {tmp} failed: it does not read back as written")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write(path, lambda f: torch.save(payload, f), verify)
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"

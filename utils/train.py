@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from . import camloss as cl
 from .data import DEFAULT_IMAGE_SIZE, SPLITS, SplitData, _check_image_size, load_split
-from .models import OrcaLeopardNet, build_model, evaluating, load_checkpoint, save_checkpoint
+from .models import OrcaLeopardNet, atomic_write, build_model, evaluating, load_checkpoint, save_checkpoint
 
 __all__ = ["Strategy", "STRATEGIES", "TrainConfig", "TrainResult", "train", "evaluate", "evaluate_splits",
            "pick_device", "seed_everything", "load_or_train", "save_result", "DEFAULT_MODELS_DIR"]
@@ -212,7 +212,7 @@ def evaluate_splits(model: torch.nn.Module, config: TrainConfig, splits: tuple[s
 # --------------------------------------------------------------------------- training
 def train(config: TrainConfig | None = None, progress: bool = True, **overrides: Any) -> TrainResult:
     """Train one model: ``train(TrainConfig(strategy="oracle", seed=1))`` or ``train(strategy="oracle")``."""
-    config = dataclasses.replace(config or TrainConfig(), **overrides) if overrides else (config or TrainConfig())
+    config = dataclasses.replace(config or TrainConfig(), **overrides)
     strategy = STRATEGIES[config.strategy]
     device = pick_device(config.device)
     start = time.perf_counter()
@@ -241,10 +241,11 @@ def train(config: TrainConfig | None = None, progress: bool = True, **overrides:
                 loss.backward()
                 opt.step()
                 sched.step()
-                total += loss.item() * len(idx)
+                value = loss.item()  # one device sync per step
+                total += value * len(idx)
                 correct += int((logits.argmax(1) == labels[idx]).sum())
                 bar.update()
-                bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
+                bar.set_postfix(epoch=epoch + 1, loss=f"{value:.3f}")
             history.append({"epoch": epoch + 1, "loss": round(total / config.n_train, 4),
                             "train_acc": round(correct / config.n_train, 4)})
     finally:
@@ -276,12 +277,7 @@ def save_result(result: TrainResult, out_dir: str | os.PathLike = DEFAULT_MODELS
     name = name or default_name(result.config)
     meta = {"image_size": result.config.image_size, "classes": ["leopard", "orca"], **result.to_json()}
     pt = save_checkpoint(result.model, out_dir / f"{name}.pt", meta)
-    js = out_dir / f"{name}.json"
-    fd, tmp = tempfile.mkstemp(prefix=f".{js.name}.", dir=out_dir)
-    with os.fdopen(fd, "w") as f:
-        json.dump(meta, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, js)
+    js = atomic_write(out_dir / f"{name}.json", lambda f: f.write((json.dumps(meta, indent=2) + "\n").encode()))
     return pt, js
 
 
