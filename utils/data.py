@@ -90,7 +90,7 @@ class SplitData:
     split: str
     images: torch.Tensor       #: float32 ``[N, 3, H, W]`` in ``[0, 1]``
     labels: torch.Tensor       #: int64 ``[N]``
-    masks: torch.Tensor        #: bool ``[N, H, W]``
+    masks: torch.Tensor | None  #: bool ``[N, H, W]``; ``None`` for data without masks (Caltech-256)
     backgrounds: torch.Tensor  #: int64 ``[N]``
 
     def __len__(self) -> int:

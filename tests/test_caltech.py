@@ -1,0 +1,171 @@
+"""The Caltech-256 loader on a small fake folder tree the tests draw (no network, no real data)."""
+from __future__ import annotations
+
+import hashlib
+import socket
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from utils import caltech
+from utils.caltech import CATEGORIES, CaltechNotFound, DownloadError
+from utils.data import LAND, SEA
+from utils.train import TrainConfig, evaluate_splits, train
+
+N_LEOPARD, N_ORCA = 20, 10
+
+
+def _photo(blueness: float, grey: bool = False, size: int = 40) -> Image.Image:
+    """A square 'photo': a border whose blue excess is ``blueness`` around a brown centre."""
+    base = 0.5
+    rgb = np.full((size, size, 3), base, np.float32)
+    rgb[..., 2] = base + blueness
+    rgb[..., 0] = rgb[..., 1] = base - blueness / 2
+    rgb[size // 4:3 * size // 4, size // 4:3 * size // 4] = (0.6, 0.4, 0.2)
+    img = Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8))
+    return img.convert("L") if grey else img
+
+
+def make_tree(root: Path, corrupt: bool = True) -> Path:
+    """``root/256_ObjectCategories/{129.leopards-101,124.killer-whale}`` with distinct border blueness per file."""
+    base = root / "256_ObjectCategories"
+    for label, (cat, n) in enumerate(zip(CATEGORIES, (N_LEOPARD, N_ORCA))):
+        folder = base / cat
+        folder.mkdir(parents=True)
+        prefix = cat.split(".")[0]
+        for i in range(n):
+            # leopards mostly on land (negative blueness), orcas mostly on sea; file i has blueness rising with i
+            b = (-0.3 + 0.5 * i / n) if label == 0 else (0.3 - 0.5 * i / n)
+            _photo(b, grey=(label == 0 and i == 3)).save(folder / f"{prefix}_{i + 1:04d}.jpg", quality=95)
+    if corrupt:
+        (base / CATEGORIES[1] / "124_9999.jpg").write_bytes(b"not a jpeg at all")
+    (base / "257.clutter").mkdir()  # other categories are ignored
+    return root
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    return make_tree(tmp_path / "caltech")
+
+
+def _load(split: str, root: Path, **kw):
+    with pytest.warns(UserWarning, match="124_9999.jpg"):
+        return caltech.load_caltech_split(split, 32, root, **kw)
+
+
+def test_splits_are_disjoint_complete_and_deterministic(tree: Path) -> None:
+    paths, labels = caltech._scan(tree)
+    assert len(paths) == N_LEOPARD + N_ORCA + 1  # the corrupt file is listed, then skipped when read
+    names = [f"{l}/{p.name}" for p, l in zip(paths, labels)][:-1]
+    rng = np.random.default_rng(1)
+    blue = list(rng.uniform(-1, 1, len(names)))
+    a = caltech.assign_splits(names, labels[:-1], blue, seed=0)
+    assert a == caltech.assign_splits(names, labels[:-1], blue, seed=0)
+    assert a != caltech.assign_splits(names, labels[:-1], blue, seed=1)
+    every = sorted(i for v in a.values() for i in v)
+    assert every == list(range(len(names)))  # each image in exactly one split
+    # the misleading split does not move with the seed: it is chosen by the rule, not drawn
+    assert a["test_swapped"] == caltech.assign_splits(names, labels[:-1], blue, seed=1)["test_swapped"]
+
+
+def test_misleading_rule_takes_bluest_leopards_and_least_blue_orcas() -> None:
+    names = [f"{i:02d}" for i in range(40)]
+    labels = [0] * 20 + [1] * 20
+    blue = [i / 20 for i in range(20)] + [i / 20 for i in range(20)]
+    swapped = caltech.assign_splits(names, labels, blue, swapped_fraction=0.15)["test_swapped"]
+    assert swapped == [17, 18, 19, 20, 21, 22]  # 3 bluest leopards, 3 least blue orcas
+
+
+def test_loaded_split_rgb_sizes_backgrounds_and_balance(tree: Path) -> None:
+    test = _load("test_swapped", tree)
+    assert test.images.shape[1:] == (3, 32, 32) and test.images.dtype == torch.float32
+    assert test.masks is None
+    # the bluest leopards sit on "sea", the least blue orcas on "land": the misleading test
+    assert set(test.backgrounds[test.labels == 0].tolist()) == {SEA}
+    assert set(test.backgrounds[test.labels == 1].tolist()) == {LAND}
+    train_split = _load("train", tree)
+    counts = torch.bincount(train_split.labels, minlength=2)
+    assert counts[0] == counts[1] > 0  # orcas topped up with augmented copies
+    unbalanced = _load("train", tree, balance=False)
+    assert torch.bincount(unbalanced.labels, minlength=2)[1] < counts[1]
+    assert torch.equal(train_split.images[:len(unbalanced)], unbalanced.images)
+    again = _load("train", tree)
+    assert torch.equal(again.images, train_split.images)  # augmentation is seeded
+
+
+def test_grayscale_image_becomes_rgb(tree: Path) -> None:
+    grey = tree / "256_ObjectCategories" / CATEGORIES[0] / "129_0004.jpg"
+    assert Image.open(grey).mode == "L"
+    with pytest.warns(UserWarning):
+        splits = {s: caltech.load_caltech_split(s, 32, tree, balance=False) for s in caltech.SPLITS}
+    assert sum(len(d) for d in splits.values()) == N_LEOPARD + N_ORCA  # the grey one is in, as 3 channels
+    assert all(d.images.shape[1] == 3 for d in splits.values())
+
+
+def test_torchvision_layout_is_found(tmp_path: Path) -> None:
+    make_tree(tmp_path / "caltech256", corrupt=False)  # Caltech256(root=tmp_path) puts it in root/caltech256
+    leopards, orcas = caltech.find_categories(tmp_path)
+    assert leopards.name == CATEGORIES[0] and orcas.name == CATEGORIES[1]
+
+
+def test_missing_data_message_names_download_and_fallback(tmp_path: Path) -> None:
+    with pytest.raises(CaltechNotFound, match=r"python -m utils\.caltech download.*synthetic"):
+        caltech.load_caltech_split("val", 32, tmp_path)
+    assert not caltech.is_available(tmp_path)
+
+
+def test_bad_split_and_fraction(tree: Path) -> None:
+    with pytest.raises(ValueError, match="test_random.*synthetic"):
+        caltech.load_caltech_split("test_random", 32, tree)
+    with pytest.raises(ValueError, match="swapped_fraction"):
+        caltech.assign_splits(["a"], [0], [0.0], swapped_fraction=1.5)
+
+
+def _tar_of(tree: Path, out: Path) -> tuple[Path, str]:
+    with tarfile.open(out, "w") as tar:
+        tar.add(tree / "256_ObjectCategories", arcname="256_ObjectCategories")
+    return out, hashlib.md5(out.read_bytes()).hexdigest()
+
+
+def test_download_verifies_md5_and_extracts_only_the_two_categories(tree: Path, tmp_path: Path) -> None:
+    archive, md5 = _tar_of(tree, tmp_path / "fake.tar")
+    root = tmp_path / "fresh"
+    folders = caltech.download(root, url=archive.as_uri(), md5=md5, progress=False)
+    assert [f.name for f in folders] == list(CATEGORIES)
+    assert sorted(p.name for p in (root / "256_ObjectCategories").iterdir()) == sorted(CATEGORIES)
+    assert len(list(folders[0].iterdir())) == N_LEOPARD
+    assert sorted(p.name for p in root.iterdir()) == ["256_ObjectCategories"]  # archive removed, no temp files
+    assert caltech.download(root, url="http://unused.invalid/", md5=md5) == folders  # present: no download
+
+
+def test_download_with_wrong_md5_leaves_nothing(tree: Path, tmp_path: Path) -> None:
+    archive, _ = _tar_of(tree, tmp_path / "fake.tar")
+    root = tmp_path / "fresh"
+    with pytest.raises(DownloadError, match="md5"):
+        caltech.download(root, url=archive.as_uri(), md5="0" * 32, progress=False)
+    assert list(root.iterdir()) == []
+
+
+def test_offline_download_fails_clearly_and_leaves_nothing(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nothing listens on: connection refused, like a machine without network
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(DownloadError, match=r"could not download Caltech-256.*offline.*synthetic"):
+        caltech.download(tmp_path, url=f"http://127.0.0.1:{port}/256_ObjectCategories.tar", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_training_runs_on_the_real_data_path(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(caltech, "DEFAULT_ROOT", tree)
+    with pytest.warns(UserWarning):
+        result = train(TrainConfig(dataset="caltech256", image_size=32, epochs=1, batch_size=8, widths=(4, 4, 4, 4)),
+                       progress=False)
+    assert set(result.accuracy) == set(caltech.SPLITS)
+    with pytest.raises(ValueError, match="only the synthetic dataset"):
+        TrainConfig(strategy="oracle", dataset="caltech256")
+    with pytest.raises(ValueError, match="has no split 'test_random'"):
+        evaluate_splits(result.model, result.config, ("test_random",))
