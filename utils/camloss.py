@@ -84,5 +84,6 @@ def camloss(logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, 
     ce = F.cross_entropy(logits, labels)
     build = decision_map if map == "decision" else positive_cam
     kernel = inverted_gaussian_kernel(features.shape[2], features.shape[3], sigma, features.device)
-    pen = penalty(build(features, weight, labels), kernel, map).mean()
+    with torch.autocast(features.device.type, enabled=False):  # the ratio in float32, also under mixed precision
+        pen = penalty(build(features.float(), weight.float(), labels), kernel, map).mean()
     return ce + lam * pen, {"ce": ce.item(), "penalty": pen.item()}

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import caltech
 from . import camloss as cl
 from .data import DEFAULT_IMAGE_SIZE, SPLITS, SplitData, _check_image_size, load_split
 from .models import OrcaLeopardNet, atomic_write, build_model, evaluating, load_checkpoint, save_checkpoint
@@ -48,6 +49,8 @@ __all__ = ["Strategy", "STRATEGIES", "TrainConfig", "TrainResult", "train", "eva
 
 #: Where trained models live (git-ignored): ``data/models/<name>.pt`` and ``.json``.
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
+#: ``synthetic``: the embedded dataset (``utils.data``); ``caltech256``: the real photos (``utils.caltech``).
+DATASETS: dict[str, tuple[str, ...]] = {"synthetic": SPLITS, "caltech256": caltech.SPLITS}
 
 LossFn = Callable[[OrcaLeopardNet, torch.Tensor, torch.Tensor, dict[str, Any]], tuple[torch.Tensor, torch.Tensor]]
 
@@ -101,6 +104,8 @@ class TrainConfig:
     data_seed: int = 0
     widths: tuple[int, ...] = (16, 32, 64, 128)
     device: str = "auto"
+    dataset: str = "synthetic"  #: or ``"caltech256"`` (all its images: ``n_train``/``n_eval`` do not apply)
+    amp: bool = False           #: mixed precision (bfloat16 autocast) for the forward pass
     extra: dict[str, Any] = field(default_factory=dict)  # strategy options (camloss: lam, sigma, map)
 
     def __post_init__(self) -> None:
@@ -129,6 +134,13 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay}")
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]'; got {self.device!r}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
+        if self.dataset != "synthetic" and STRATEGIES[self.strategy].train_backgrounds is not None:
+            raise ValueError(f"strategy {self.strategy!r} redraws the training backgrounds, which only the "
+                             f"synthetic dataset can do; use dataset='synthetic'")
+        if not isinstance(self.amp, bool):
+            raise TypeError(f"amp must be True or False; got {type(self.amp).__name__}")
         object.__setattr__(self, "widths", tuple(self.widths))
 
     def to_dict(self) -> dict[str, Any]:
@@ -137,10 +149,19 @@ class TrainConfig:
         return d
 
     def same_model_as(self, other: dict[str, Any]) -> bool:
-        """Whether a saved config (``to_dict`` form) describes the same training, device aside."""
+        """Whether a saved config (``to_dict`` form) describes the same training, device aside.
+
+        Fields added after a checkpoint was written count as their defaults (what that training used).
+        """
+        known = {f.name: f.default for f in dataclasses.fields(self) if f.default is not dataclasses.MISSING}
         mine = {k: v for k, v in self.to_dict().items() if k != "device"}
-        theirs = {k: v for k, v in other.items() if k != "device"}
+        theirs = {k: other.get(k, known.get(k)) for k in mine}
         return mine == theirs
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits this config's dataset has (``train`` first)."""
+        return DATASETS[self.dataset]
 
 
 @dataclass
@@ -177,10 +198,23 @@ def seed_everything(seed: int) -> None:
 
 
 @functools.lru_cache(maxsize=16)
-def _split(split: str, n: int, image_size: int, data_seed: int, backgrounds: str | None) -> SplitData:
+def _split(split: str, n: int, image_size: int, data_seed: int, backgrounds: str | None,
+           dataset: str = "synthetic") -> SplitData:
     # Cached per process: several trainings in one notebook or script share the drawn images.
     # The tensors are shared, so treat them as read-only.
+    if dataset == "caltech256":
+        return caltech.load_caltech_split(split, image_size, seed=data_seed)
     return load_split(split, n, image_size, data_seed, backgrounds)
+
+
+def split_data(config: TrainConfig, split: str) -> SplitData:
+    """The images of ``split`` as ``config`` sees them (``train``: the strategy's training set)."""
+    if split not in config.splits:
+        raise ValueError(f"dataset {config.dataset!r} has no split {split!r}; it has {', '.join(config.splits)}")
+    if split == "train":
+        return _split("train", config.n_train, config.image_size, config.data_seed,
+                      STRATEGIES[config.strategy].train_backgrounds, config.dataset)
+    return _split(split, config.n_eval, config.image_size, config.data_seed, None, config.dataset)
 
 
 @torch.no_grad()
@@ -195,16 +229,12 @@ def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return correct / max(len(labels), 1)
 
 
-def evaluate_splits(model: torch.nn.Module, config: TrainConfig, splits: tuple[str, ...] = SPLITS
+def evaluate_splits(model: torch.nn.Module, config: TrainConfig, splits: tuple[str, ...] | None = None
                     ) -> dict[str, float]:
-    """Accuracy on each split (``train``: the training set the strategy used; others: ``n_eval`` images)."""
+    """Accuracy on each split (default: all of the dataset's; ``train``: the training set the strategy used)."""
     out = {}
-    for s in splits:
-        if s == "train":
-            d = _split("train", config.n_train, config.image_size, config.data_seed,
-                       STRATEGIES[config.strategy].train_backgrounds)
-        else:
-            d = _split(s, config.n_eval, config.image_size, config.data_seed, None)
+    for s in config.splits if splits is None else splits:
+        d = split_data(config, s)
         out[s] = round(evaluate(model, d.images, d.labels), 4)
     return out
 
@@ -217,11 +247,12 @@ def train(config: TrainConfig | None = None, progress: bool = True, **overrides:
     device = pick_device(config.device)
     start = time.perf_counter()
 
-    data = _split("train", config.n_train, config.image_size, config.data_seed, strategy.train_backgrounds)
+    data = split_data(config, "train")
+    n_train = len(data)
     seed_everything(config.seed)
     model = build_model({"arch": OrcaLeopardNet.arch, "widths": config.widths}).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps = -(-config.n_train // config.batch_size)
+    steps = -(-n_train // config.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * steps)
     order = torch.Generator().manual_seed(config.seed)
     images, labels = data.images.to(device), data.labels.to(device)
@@ -232,11 +263,12 @@ def train(config: TrainConfig | None = None, progress: bool = True, **overrides:
     model.train()
     try:
         for epoch in range(config.epochs):
-            perm = torch.randperm(config.n_train, generator=order).to(device)
+            perm = torch.randperm(n_train, generator=order).to(device)
             total, correct = 0.0, 0
             for i in range(steps):
                 idx = perm[i * config.batch_size:(i + 1) * config.batch_size]
-                loss, logits = strategy.loss(model, images[idx], labels[idx], config.extra)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
+                    loss, logits = strategy.loss(model, images[idx], labels[idx], config.extra)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -246,8 +278,8 @@ def train(config: TrainConfig | None = None, progress: bool = True, **overrides:
                 correct += int((logits.argmax(1) == labels[idx]).sum())
                 bar.update()
                 bar.set_postfix(epoch=epoch + 1, loss=f"{value:.3f}")
-            history.append({"epoch": epoch + 1, "loss": round(total / config.n_train, 4),
-                            "train_acc": round(correct / config.n_train, 4)})
+            history.append({"epoch": epoch + 1, "loss": round(total / n_train, 4),
+                            "train_acc": round(correct / n_train, 4)})
     finally:
         bar.close()
     model.eval()

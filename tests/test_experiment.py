@@ -1,0 +1,116 @@
+"""The device-dependent experiment configuration, the seed study, the CAM export and mixed precision."""
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+from utils import cams, experiment as E
+from utils import train as T
+from utils.models import save_checkpoint
+
+TINY = dict(epochs=1, image_size=32, batch_size=16, n_train=64, n_eval=16, widths=(4, 8, 8, 8))
+
+
+def test_cpu_config_is_chosen_without_a_gpu_and_is_small():
+    cfg = E.choose_config("cpu")
+    assert cfg is E.CPU_CONFIG and cfg.dataset == "synthetic" and not cfg.amp and len(cfg.seeds) >= 5
+    if not torch.cuda.is_available():
+        assert E.choose_config() is E.CPU_CONFIG
+    assert "device cpu" in cfg.describe() and "seeds [0, 1, 2, 3, 4]" in cfg.describe()
+
+
+def test_cuda_config_is_larger():
+    gpu, cpu = E.CUDA_CONFIG, E.CPU_CONFIG
+    assert gpu.image_size == 192 and gpu.amp and gpu.batch_size > cpu.batch_size
+    assert gpu.epochs > cpu.epochs and len(gpu.seeds) > len(cpu.seeds) and gpu.n_train > cpu.n_train
+    assert gpu.tag != cpu.tag
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
+def test_asking_for_cuda_without_a_gpu_is_an_error():
+    with pytest.raises(ValueError, match="no CUDA device"):
+        E.choose_config("cuda")
+
+
+def test_train_config_carries_every_field():
+    tc = E.CPU_CONFIG.train_config("camloss", 3, lam=1.0)
+    assert (tc.seed, tc.epochs, tc.n_train, tc.image_size, tc.extra["lam"]) == (3, 6, 1000, 64, 1.0)
+
+
+def test_seed_study_trains_once_then_reads_and_summarises(tmp_path, monkeypatch):
+    cfg = dataclasses.replace(E.CPU_CONFIG, seeds=(0, 1), **{k: v for k, v in TINY.items() if k != "widths"})
+    calls = []
+    real = T.train
+    monkeypatch.setattr(T, "train", lambda c, progress=True: calls.append(c) or real(c, progress=False))
+    runs = {"default": ("default", {}), "oracle": ("oracle", {}), "camloss λ=1": ("camloss", {"lam": 1.0})}
+    rows = E.seed_study(cfg, runs, models_dir=tmp_path, progress=False)
+    assert len(rows) == 6 and len(calls) == 6
+    again = E.seed_study(cfg, runs, models_dir=tmp_path, progress=False)
+    assert len(calls) == 6 and again == rows  # read back, not retrained
+    assert (tmp_path / cfg.tag / "camloss_lam_1").is_dir()
+    summary = E.summarise(rows, cfg.splits)
+    vals = [r["val"] for r in rows if r["run"] == "oracle"]
+    assert summary["oracle"]["val"][0] == pytest.approx(sum(vals) / 2)
+    assert summary["oracle"]["val"][1] == pytest.approx(abs(vals[0] - vals[1]) / math.sqrt(2))
+
+
+def test_summarise_and_gap_closed_on_known_numbers():
+    rows = [{"run": "default", "seed": s, "test_swapped": 0.0} for s in range(2)]
+    rows += [{"run": "oracle", "seed": s, "test_swapped": 1.0} for s in range(2)]
+    rows += [{"run": "camloss", "seed": 0, "test_swapped": 0.2}, {"run": "camloss", "seed": 1, "test_swapped": 0.6}]
+    summary = E.summarise(rows, ("test_swapped",))
+    assert summary["camloss"]["test_swapped"] == pytest.approx((0.4, math.sqrt(0.08)))
+    assert E.gap_closed(summary) == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="no gap"):
+        E.gap_closed({"default": {"test_swapped": (1.0, 0)}, "oracle": {"test_swapped": (1.0, 0)},
+                      "camloss": {"test_swapped": (1.0, 0)}})
+    with pytest.raises(ValueError, match="runs is empty"):
+        E.seed_study(E.CPU_CONFIG, {})
+
+
+def test_mixed_precision_path_trains_and_keeps_float32_weights():
+    # bfloat16 autocast also runs on CPU: the CUDA configuration's code path, exercised here
+    r = T.train(T.TrainConfig(strategy="camloss", amp=True, **TINY), progress=False)
+    assert all(p.dtype == torch.float32 for p in r.model.parameters())
+    assert all(math.isfinite(h["loss"]) for h in r.history)
+    with pytest.raises(TypeError, match="amp"):
+        T.TrainConfig(amp="yes")
+
+
+def test_checkpoints_from_before_new_fields_still_match():
+    cfg = T.TrainConfig()
+    old = {k: v for k, v in cfg.to_dict().items() if k not in ("dataset", "amp")}
+    assert cfg.same_model_as(old)
+    assert not T.TrainConfig(amp=True).same_model_as(old)
+
+
+def test_export_cams_writes_overlays_atomically(tmp_path):
+    r = T.train(T.TrainConfig(**TINY), progress=False)
+    T.save_result(r, tmp_path / "models", "tiny")
+    out = cams.export_cams("tiny", "test_swapped", 4, tmp_path / "cams", tmp_path / "models")
+    assert out == tmp_path / "cams" / "tiny"
+    pngs = sorted(p.name for p in out.glob("0*.png"))
+    assert len(pngs) == 4 and pngs[0].startswith("0000_leopard_pred-")
+    index = json.loads((out / "index.json").read_text())
+    assert [row["file"] for row in index["images"]] == pngs
+    assert all(e is None or 0 <= e <= 1 for e in (row["cam_energy_in_mask"] for row in index["images"]))
+    cams.export_cams("tiny", "val", 2, tmp_path / "cams", tmp_path / "models")  # replaces the older export
+    assert len(list(out.glob("0*.png"))) == 2
+    assert sorted(p.name for p in (tmp_path / "cams").iterdir()) == ["tiny"]  # no temporary folders left
+
+
+def test_export_cams_errors(tmp_path, capsys):
+    with pytest.raises(FileNotFoundError, match="No models are trained yet"):
+        cams.export_cams("nope", models_dir=tmp_path)
+    r = T.train(T.TrainConfig(**TINY), progress=False)
+    T.save_result(r, tmp_path, "tiny")
+    with pytest.raises(FileNotFoundError, match="Trained models: tiny"):
+        cams.export_cams("nope", models_dir=tmp_path)
+    with pytest.raises(ValueError, match="has no split 'test_nope'"):
+        cams.export_cams("tiny", "test_nope", 2, tmp_path / "cams", tmp_path)
+    assert not (tmp_path / "cams" / "tiny").exists()
+    with pytest.raises(SystemExit):
+        cams.main(["tiny", "--n", "0", "--models-dir", str(tmp_path), "--out", str(tmp_path / "c")])
+    assert "n must be a positive int" in capsys.readouterr().err

@@ -1,0 +1,157 @@
+"""The CAMLoss experiment: one configuration chosen by device, and the seed study (DESIGN.md, sections 1 and 4).
+
+The same code runs everywhere; only the configuration changes:
+
+* **CPU** (this course's machines, a laptop): the embedded synthetic dataset at
+  64 px, 1,000 training images, 6 epochs, 5 seeds: a few minutes on 2 cores.
+* **CUDA** (Colab with a GPU): the real Caltech-256 orcas and leopards when
+  they are on disk (``python -m utils.caltech download``), else the synthetic
+  set; 192 px (the original experiment's input), more images and epochs,
+  10 seeds, bfloat16 mixed precision and a larger batch.
+
+Usage (what notebook 05 does)::
+
+    cfg = choose_config()          # printed at the start of the notebook
+    rows = seed_study(cfg, {"default": ("default", {}), "camloss": ("camloss", {})})
+    summary = summarise(rows, cfg.splits)
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from . import caltech
+from .train import DATASETS, DEFAULT_MODELS_DIR, TrainConfig, load_or_train, pick_device
+
+__all__ = ["ExperimentConfig", "choose_config", "CPU_CONFIG", "CUDA_CONFIG", "seed_study", "summarise",
+           "gap_closed"]
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """How big the CAMLoss experiment is on this machine (fields as in :class:`~utils.train.TrainConfig`)."""
+    device: str
+    dataset: str
+    image_size: int
+    epochs: int
+    batch_size: int
+    n_train: int
+    n_eval: int
+    seeds: tuple[int, ...]
+    sweep_seeds: tuple[int, ...]  #: the λ/σ sweep uses fewer seeds than the main study
+    amp: bool
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return DATASETS[self.dataset]
+
+    def train_config(self, strategy: str, seed: int, **extra: Any) -> TrainConfig:
+        """The :class:`TrainConfig` of one run of this experiment."""
+        return TrainConfig(strategy=strategy, seed=seed, epochs=self.epochs, image_size=self.image_size,
+                           batch_size=self.batch_size, n_train=self.n_train, n_eval=self.n_eval,
+                           device=self.device, dataset=self.dataset, amp=self.amp, extra=extra)
+
+    @property
+    def tag(self) -> str:
+        """A short stable name for this configuration's models folder (device aside: CPU and GPU runs differ anyway)."""
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("seeds", "sweep_seeds")}
+        digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
+        return f"{self.dataset}-{self.image_size}px-{digest}"
+
+    def describe(self) -> str:
+        data = (f"Caltech-256 orcas/leopards ({caltech.DEFAULT_ROOT})" if self.dataset == "caltech256"
+                else f"synthetic, {self.n_train} training images")
+        return (f"device {self.device} | data: {data} | {self.image_size} px | {self.epochs} epochs | "
+                f"batch {self.batch_size} | seeds {list(self.seeds)} | "
+                f"mixed precision {'on (bfloat16)' if self.amp else 'off'}")
+
+
+#: The small configuration: minutes on 2 CPU cores.
+CPU_CONFIG = ExperimentConfig(device="cpu", dataset="synthetic", image_size=64, epochs=6, batch_size=64,
+                              n_train=1000, n_eval=400, seeds=(0, 1, 2, 3, 4), sweep_seeds=(0, 1), amp=False)
+#: The large configuration for a GPU (Colab): the original's 192 px, more data, epochs and seeds.
+CUDA_CONFIG = ExperimentConfig(device="cuda", dataset="synthetic", image_size=192, epochs=12, batch_size=128,
+                               n_train=4000, n_eval=400, seeds=tuple(range(10)), sweep_seeds=(0, 1, 2), amp=True)
+
+
+def choose_config(device: str = "auto") -> ExperimentConfig:
+    """The CPU or the CUDA configuration for ``device`` (``"auto"``: CUDA when present).
+
+    On CUDA the real Caltech-256 data is used when it is under
+    ``utils.caltech.DEFAULT_ROOT`` (``data/caltech256``); it is never downloaded
+    implicitly (``python -m utils.caltech download`` does that).
+    """
+    if pick_device(device).type != "cuda":
+        return CPU_CONFIG
+    if caltech.is_available():
+        return dataclasses.replace(CUDA_CONFIG, dataset="caltech256", epochs=30, batch_size=64)
+    return CUDA_CONFIG
+
+
+def _slug(label: str) -> str:
+    """A folder name for a run label: ``"camloss λ=1"`` → ``"camloss_lam_1"``."""
+    label = label.replace("λ", "lam").replace("σ", "sigma")
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", label).strip("_") or "run"
+
+
+def seed_study(cfg: ExperimentConfig, runs: dict[str, tuple[str, dict[str, Any]]],
+               seeds: tuple[int, ...] | None = None, models_dir: str | os.PathLike | None = None,
+               progress: bool = True) -> list[dict[str, Any]]:
+    """Train (or load, when already trained with the same config) every run × seed; one row per model.
+
+    ``runs`` maps a label to ``(strategy, options)``, e.g. ``{"camloss λ=1": ("camloss", {"lam": 1.0})}``.
+    Models are kept in ``models_dir/<cfg.tag>/<label>/`` (default under ``data/models/study/``),
+    so running the study again only reads them. Rows hold the label, seed, training
+    seconds and accuracy per split.
+    """
+    seeds = cfg.seeds if seeds is None else tuple(seeds)
+    if not runs:
+        raise ValueError("runs is empty: give at least one label -> (strategy, options)")
+    base = Path(models_dir or DEFAULT_MODELS_DIR / "study") / cfg.tag
+    rows = []
+    bar = tqdm(total=len(runs) * len(seeds), desc="models", unit="model", disable=not progress)
+    try:
+        for label, (strategy, options) in runs.items():
+            folder = base / _slug(label)
+            for seed in seeds:
+                tc = cfg.train_config(strategy, seed, **options)
+                _, meta = load_or_train(strategy, seed, folder, progress=False, **{
+                    k: v for k, v in tc.to_dict().items() if k not in ("strategy", "seed")})
+                rows.append({"run": label, "seed": seed, "train_seconds": meta.get("train_seconds"),
+                             **meta["accuracy"]})
+                bar.update()
+    finally:
+        bar.close()
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]], splits: tuple[str, ...]) -> dict[str, dict[str, tuple[float, float]]]:
+    """``{run: {split: (mean, std)}}`` over seeds (sample std, ``ddof=1``; 0 for a single seed)."""
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    for label in dict.fromkeys(r["run"] for r in rows):
+        mine = [r for r in rows if r["run"] == label]
+        out[label] = {}
+        for s in splits:
+            values = [r[s] for r in mine]
+            mean = sum(values) / len(values)
+            var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+            out[label][s] = (mean, math.sqrt(var))
+    return out
+
+
+def gap_closed(summary: dict[str, dict[str, tuple[float, float]]], run: str = "camloss", split: str = "test_swapped",
+               low: str = "default", high: str = "oracle") -> float:
+    """The share of the ``low`` → ``high`` gap on ``split`` that ``run`` closes (mean accuracies): 0 = none, 1 = all."""
+    a, b, c = summary[low][split][0], summary[high][split][0], summary[run][split][0]
+    if b == a:
+        raise ValueError(f"{high!r} and {low!r} have the same mean accuracy on {split}: there is no gap to close")
+    return (c - a) / (b - a)
