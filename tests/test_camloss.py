@@ -99,7 +99,7 @@ def test_camloss_strategy_trains_deterministically_and_records_its_options(tmp_p
     tiny = dict(strategy="camloss", epochs=1, n_train=64, n_eval=16, image_size=32, widths=(4, 8), batch_size=32)
     a = T.train(T.TrainConfig(**tiny, extra={"lam": 5.0}), progress=False)
     b = T.train(T.TrainConfig(**tiny, extra={"lam": 5.0}), progress=False)
-    assert a.config.extra == {"lam": 5.0, "sigma": 0.2, "map": "decision"}
+    assert a.config.extra == {"lam": 5.0, "sigma": 0.3, "map": "decision"}
     assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
     assert T.main(["camloss", "--epochs", "1", "--n-train", "64", "--image-size", "32", "--lam", "3",
                    "--sigma", "0.3", "--map", "positive_cam", "--out", str(tmp_path), "--quiet"]) == 0

@@ -26,6 +26,8 @@ def test_cuda_config_is_larger():
     assert gpu.image_size == 192 and gpu.amp and gpu.batch_size > cpu.batch_size
     assert gpu.epochs > cpu.epochs and len(gpu.seeds) > len(cpu.seeds) and gpu.n_train > cpu.n_train
     assert gpu.tag != cpu.tag
+    for c in (gpu, cpu):
+        assert not set(c.sweep_seeds) & set(c.seeds)  # λ/σ are chosen on other seeds than the study's
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
@@ -45,10 +47,12 @@ def test_seed_study_trains_once_then_reads_and_summarises(tmp_path, monkeypatch)
     real = T.train
     monkeypatch.setattr(T, "train", lambda c, progress=True: calls.append(c) or real(c, progress=False))
     runs = {"default": ("default", {}), "oracle": ("oracle", {}), "camloss λ=1": ("camloss", {"lam": 1.0})}
-    rows = E.seed_study(cfg, runs, models_dir=tmp_path, progress=False)
-    assert len(rows) == 6 and len(calls) == 6
-    again = E.seed_study(cfg, runs, models_dir=tmp_path, progress=False)
+    rows, models = E.seed_study(cfg, runs, models_dir=tmp_path, progress=False)
+    assert len(rows) == 6 and len(calls) == 6 and set(models) == {(r["run"], r["seed"]) for r in rows}
+    again, models2 = E.seed_study(cfg, runs, models_dir=tmp_path, progress=False)
     assert len(calls) == 6 and again == rows  # read back, not retrained
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(models[("oracle", 1)](x), models2[("oracle", 1)](x))
     assert (tmp_path / cfg.tag / "camloss_lam_1").is_dir()
     summary = E.summarise(rows, cfg.splits)
     vals = [r["val"] for r in rows if r["run"] == "oracle"]

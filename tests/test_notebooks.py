@@ -3,10 +3,11 @@ import json
 import re
 from pathlib import Path
 
+import nbformat
 import pytest
 from nbval.plugin import find_comment_markers
 
-from utils.notebooks import colab_badge, repository_url, setup_cell_source
+from utils.notebooks import colab_badge, exported_files, repository_url, setup_cell_source
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -23,7 +24,8 @@ def source(cell):
 
 def test_the_course_notebooks_are_there():
     names = [p.name for p in NOTEBOOKS]
-    assert names[:4] == ["01_saliency.ipynb", "02_occlusion.ipynb", "03_cam.ipynb", "04_gradcam.ipynb"], names
+    assert names == ["01_saliency.ipynb", "02_occlusion.ipynb", "03_cam.ipynb", "04_gradcam.ipynb",
+                     "05_camloss.ipynb"], names
 
 
 def test_repository_url_is_a_github_repository():
@@ -59,9 +61,14 @@ def test_committed_with_outputs_in_order_and_without_errors(nb):
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
 def test_exported_figures_are_committed(nb):
-    names = set()
-    for cell in cells(nb, "code"):
-        names |= set(re.findall(r'save_figure\(\s*\w+\s*,\s*"([^"]+)"', source(cell)))
-    for name in names:
-        for ext in ("pdf", "png"):
-            assert (ROOT / "figs" / f"{name}.{ext}").is_file(), f"{nb.name} exports figs/{name}.{ext}; not committed"
+    for name in exported_files(nb):
+        assert (ROOT / "figs" / name).is_file(), f"{nb.name} exports figs/{name}; it is not committed"
+
+
+def test_exported_files_are_read_from_the_code(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell('_ = save_figure(fig, "a")\nsave_table(rows, "b", caption="c")'),
+                nbformat.v4.new_markdown_cell('save_figure(fig, "not_code")'),
+                nbformat.v4.new_code_cell('save_macros(NUMBERS, "m")\n(FIGS_DIR / "r.json").write_text(x)')]
+    nbformat.write(nb, tmp_path / "x.ipynb")
+    assert exported_files(tmp_path / "x.ipynb") == {"a.pdf", "a.png", "b.tex", "m.tex", "r.json"}

@@ -145,3 +145,31 @@ def test_cam_and_gradcam_explorers(model):
     layer.value = "features.6"
     method.value = "HiResCAM"
     assert titles(ui.figure)[1] == "HiResCAM @ features.6 for 'orca'"
+
+
+def test_save_macros_writes_latex_commands(tmp_path):
+    from utils.viz import save_macros
+    path = save_macros({"gapClosed": "41%", "acc": 0.41234, "n": 5, "name": "a_b"}, "numbers", tmp_path)
+    lines = path.read_text().splitlines()
+    assert lines[1:] == [r"\newcommand{\gapClosed}{41\%}", r"\newcommand{\acc}{0.412}", r"\newcommand{\n}{5}",
+                         r"\newcommand{\name}{a\_b}"]
+    with pytest.raises(ValueError, match="ASCII letters"):
+        save_macros({"gap_closed": 1}, "numbers", tmp_path)
+    with pytest.raises(ValueError, match="plain file stem"):
+        save_macros({"a": 1}, "numbers.tex", tmp_path)
+
+
+def test_kernel_explorer_follows_sigma(model):
+    from utils.camloss import inverted_gaussian_kernel
+    from utils.widgets import kernel_explorer, render_kernel
+    fig = render_kernel(model, sigma=0.3)
+    grid = fig.axes[0].images[0].get_array()
+    assert grid.shape == (8, 8)  # the model's last feature map at 64 px
+    assert torch.allclose(torch.as_tensor(grid.data), inverted_gaussian_kernel(8, 8, 0.3))
+    plt.close(fig)
+    ui = kernel_explorer(model)
+    before = ui.figure.axes[0].images[0].get_array().copy()
+    ui.children[0].value = 0.1
+    after = ui.figure.axes[0].images[0].get_array()
+    assert torch.allclose(torch.as_tensor(after.data), inverted_gaussian_kernel(8, 8, 0.1))
+    assert not (before == after).all()

@@ -78,7 +78,7 @@ def penalty(maps: torch.Tensor, kernel: torch.Tensor, map: str = "decision") -> 
 
 
 def camloss(logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, *,
-            lam: float = 10.0, sigma: float = 0.2, map: str = "decision") -> tuple[torch.Tensor, dict[str, float]]:
+            lam: float = 10.0, sigma: float = 0.3, map: str = "decision") -> tuple[torch.Tensor, dict[str, float]]:
     """``CE + λ · mean P`` from one forward pass's logits and last features; also returns both parts as floats."""
     check_options(lam, sigma, map)
     ce = F.cross_entropy(logits, labels)

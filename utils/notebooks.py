@@ -19,6 +19,7 @@ place that URL is written; ``tests/test_notebooks.py`` checks they agree.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any
 import nbformat
 from nbclient import NotebookClient
 
-__all__ = ["NbvalLikeClient", "execute_notebook", "repository_url", "colab_badge", "setup_cell_source"]
+__all__ = ["NbvalLikeClient", "execute_notebook", "exported_files", "repository_url", "colab_badge", "setup_cell_source"]
 
 ROOT = Path(__file__).resolve().parent.parent
 # What Colab lacks (it has torch, torchvision, matplotlib, ipywidgets, tqdm), pinned as in pyproject.toml.
@@ -86,6 +87,28 @@ class NbvalLikeClient(NotebookClient):
 
     def clear_output(self, outs: list, msg: dict, cell_index: int) -> None:  # noqa: D102
         pass
+
+
+_EXPORT_CALL = re.compile(r'save_(figure|table|macros)\(\s*\w+\s*,\s*"([^"]+)"')
+_EXPORT_PATH = re.compile(r'FIGS_DIR\s*/\s*"([^"]+)"\s*\)\.write_')
+_SUFFIXES = {"figure": (".pdf", ".png"), "table": (".tex",), "macros": (".tex",)}
+
+
+def exported_files(path: str | Path) -> set[str]:
+    """The file names under ``figs/`` that notebook ``path`` writes.
+
+    Read from its code: ``save_figure(fig, "x")`` → ``x.pdf``, ``x.png``;
+    ``save_table``/``save_macros(…, "x")`` → ``x.tex``; ``(FIGS_DIR / "x.json").write_text(…)`` → ``x.json``.
+    """
+    nb = nbformat.read(Path(path), as_version=4)
+    names: set[str] = set()
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for kind, stem in _EXPORT_CALL.findall(cell.source):
+            names |= {stem + suffix for suffix in _SUFFIXES[kind]}
+        names |= set(_EXPORT_PATH.findall(cell.source))
+    return names
 
 
 def execute_notebook(path: str | Path, timeout: int = 1800) -> Path:

@@ -9,15 +9,15 @@ Strategies differ only in their loss and in the training data's background rule:
 * ``camloss`` — cross-entropy plus λ times a penalty on the CAM's mass away from
   the image centre (``utils.camloss``), from the same forward pass as the logits.
   Options (``TrainConfig.extra`` / CLI): ``lam`` (λ, default 10), ``sigma`` (σ of
-  the kernel as a fraction of the side, default 0.2), ``map`` (``"decision"`` or
-  ``"positive_cam"``). The defaults come from the prototype numbers in DESIGN.md
-  section 4; the CAMLoss notebook's sweep is where they get justified or changed.
+  the kernel as a fraction of the side, default 0.3), ``map`` (``"decision"`` or
+  ``"positive_cam"``). The defaults are the ones notebook 05's λ/σ sweep chooses
+  (it asserts that they agree).
 
 Command line (writes ``<name>.pt`` and ``<name>.json`` and prints a table)::
 
     python -m utils.train default --seed 0
     python -m utils.train oracle --seed 1 --epochs 8 --out /tmp/models
-    python -m utils.train camloss --seed 0 --lam 10 --sigma 0.2
+    python -m utils.train camloss --seed 0 --lam 10 --sigma 0.3
 """
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ STRATEGIES: dict[str, Strategy] = {
     "oracle": Strategy("oracle", "cross-entropy on class-independent backgrounds (control)",
                        train_backgrounds="random"),
     "camloss": Strategy("camloss", "cross-entropy + λ · CAM mass away from the centre", loss=_camloss,
-                        defaults={"lam": 10.0, "sigma": 0.2, "map": "decision"}),
+                        defaults={"lam": 10.0, "sigma": 0.3, "map": "decision"}),
 }
 
 
@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     parser.add_argument("--lam", type=float, help="camloss: weight λ of the CAM penalty (default 10)")
-    parser.add_argument("--sigma", type=float, help="camloss: kernel width σ as a fraction of the side (default 0.2)")
+    parser.add_argument("--sigma", type=float, help="camloss: kernel width σ as a fraction of the side (default 0.3)")
     parser.add_argument("--map", choices=cl.MAPS, help="camloss: which map is penalised (default decision)")
     parser.add_argument("--out", default=str(DEFAULT_MODELS_DIR), help="output folder (default data/models/)")
     parser.add_argument("--name", default=None, help="file name stem (default <strategy>_seed<seed>)")

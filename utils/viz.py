@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from .data import CLASSES
 
-__all__ = ["FIGS_DIR", "to_display", "overlay", "show_grid", "save_figure", "image_to_numpy", "save_table"]
+__all__ = ["FIGS_DIR", "to_display", "overlay", "show_grid", "save_figure", "image_to_numpy", "save_table", "save_macros"]
 
 #: Where exported figures go (the LaTeX report includes them from here).
 FIGS_DIR = Path(__file__).resolve().parent.parent / "figs"
@@ -139,6 +139,31 @@ def save_table(rows: list[dict[str, object]], name: str, folder: str | Path | No
     lines += [r"\hline", r"\end{tabular}"]
     if caption:
         lines.insert(0, f"% {caption}")
+    folder = Path(folder) if folder is not None else FIGS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.tex"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def save_macros(values: dict[str, object], name: str, folder: str | Path | None = None, digits: int = 3) -> Path:
+    """Write ``values`` as LaTeX macros (``\\newcommand{\\key}{value}``) to ``figs/<name>.tex``.
+
+    A report ``\\input``s the file and writes ``\\key`` in its text, so the numbers
+    it quotes are the ones the notebook computed. Keys are letters only (LaTeX
+    command names); floats are rounded to ``digits``.
+    """
+    if not name or any(c in name for c in "/\\") or "." in name:
+        raise ValueError(f"name must be a plain file stem like '05_camloss_numbers'; got {name!r}")
+    bad = [k for k in values if not (isinstance(k, str) and k.isascii() and k.isalpha())]
+    if bad:
+        raise ValueError(f"macro names must be ASCII letters only (LaTeX command names); got {bad}")
+
+    def text(v: object) -> str:
+        s = f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+        return s.replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
+    lines = ["% written by a notebook (utils.viz.save_macros); do not edit"]
+    lines += [f"\\newcommand{{\\{k}}}{{{text(v)}}}" for k, v in values.items()]
     folder = Path(folder) if folder is not None else FIGS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.tex"

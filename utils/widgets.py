@@ -15,6 +15,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from .camloss import inverted_gaussian_kernel
 from .data import CLASSES, SPLITS, SPLIT_SIZES, render_sample
 from .explain import cam, gradcam, gradcam_pp, hirescam, occlusion, saliency, smoothgrad
 from .explain.occlusion import count_windows
@@ -23,7 +24,7 @@ from .models import evaluating
 from .viz import label_text, overlay
 
 __all__ = ["render_saliency", "saliency_explorer", "render_occlusion", "occlusion_explorer", "render_cam",
-           "cam_explorer", "gradcam_explorer", "conv_layers"]
+           "cam_explorer", "gradcam_explorer", "conv_layers", "render_kernel", "kernel_explorer"]
 
 TARGETS = ("predicted",) + CLASSES
 FILLS = {"grey (0.5)": 0.5, "black (0)": 0.0, "image mean": "mean", "blur": "blur"}
@@ -166,3 +167,44 @@ def gradcam_explorer(model: nn.Module, split: str = "test_swapped", image_size: 
                  method=widgets.ToggleButtons(options=[m for m in CAM_METHODS if m != "CAM"], value="Grad-CAM"),
                  layer=widgets.SelectionSlider(options=layers, value=layers[-1], description="layer"),
                  alpha=widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.1, description="opacity"))
+
+
+def render_kernel(model: nn.Module, sigma: float = 0.2, index: int = 0, image_size: int = 64) -> Figure:
+    """CAMLoss's kernel ``K = 1 − G_σ`` at ``model``'s feature-map resolution: the grid, over a training image, a profile."""
+    s = render_sample("train", index, image_size=image_size)
+    device = next(model.parameters()).device
+    with evaluating(model), torch.no_grad():
+        h, w = model.forward_features(s.image.unsqueeze(0).to(device)).shape[-2:]
+    k = inverted_gaussian_kernel(h, w, sigma)
+    fig, axes = plt.subplots(1, 3, figsize=(9.6, 3.3))
+    axes[0].imshow(k.numpy(), cmap="magma", vmin=0, vmax=1)
+    for (i, j), v in zip(((i, j) for i in range(h) for j in range(w)), k.flatten().tolist()):
+        if h <= 12:
+            axes[0].text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=6, color="w" if v < 0.6 else "k")
+    axes[0].set_title(f"K at {h}×{w} (the last conv features)", fontsize=8)
+    big = k.repeat_interleave(image_size // h, 0).repeat_interleave(image_size // w, 1)
+    overlay(axes[1], s.image, title=f"over a training image ({CLASSES[s.label]})")
+    axes[1].imshow(big.numpy(), cmap="magma", vmin=0, vmax=1, alpha=0.55, interpolation="nearest")
+    axes[1].contour(s.mask.float().numpy(), levels=[0.5], colors="cyan", linewidths=0.8)
+    r = torch.linspace(0, 0.71, 200)
+    axes[2].plot(r.numpy(), (1 - torch.exp(-r ** 2 / (2 * sigma ** 2))).numpy(), color="k")
+    ys, xs = torch.nonzero(s.mask, as_tuple=True)
+    reach = float(((((ys + 0.5) / image_size - 0.5) ** 2 + ((xs + 0.5) / image_size - 0.5) ** 2).sqrt()).max())
+    axes[2].axvspan(0, reach, color="cyan", alpha=0.2, label="this animal")
+    axes[2].set_xlabel("distance from the centre (fraction of the side)", fontsize=8)
+    axes[2].set_ylabel("penalty weight K", fontsize=8)
+    axes[2].set_ylim(0, 1.02)
+    axes[2].legend(fontsize=7, loc="lower right")
+    axes[2].set_title(f"σ = {sigma:.2f}", fontsize=8)
+    for ax in axes[:2]:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def kernel_explorer(model: nn.Module, sigma: float = 0.2, image_size: int = 64) -> widgets.interactive:
+    """Controls, in ``ui.children`` order: σ, training image index."""
+    return _wrap(render_kernel, model, image_size,
+                 sigma=widgets.FloatSlider(value=sigma, min=0.05, max=0.5, step=0.05, description="σ"),
+                 index=widgets.IntSlider(value=0, min=0, max=SPLIT_SIZES["train"] - 1, description="image"))
