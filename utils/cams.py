@@ -68,7 +68,7 @@ def export_cams(model: str, split: str = "test_swapped", n: int = 16, out_dir: s
     saved = meta.get("config")
     if not isinstance(saved, dict):
         raise CheckpointError(f"{path} has no training config in its metadata; export needs it to draw the data")
-    cfg = TrainConfig(**{**saved, "device": "cpu", "widths": tuple(saved.get("widths", (16, 32, 64, 128)))})
+    cfg = TrainConfig(**{**saved, "device": "cpu"})  # TrainConfig turns the saved widths list back into a tuple
     data = split_data(cfg, split)
     images, labels = data.images[:n], data.labels[:n]
     with torch.no_grad():
