@@ -52,6 +52,8 @@ DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
 #: ``synthetic``: the embedded dataset (``utils.data``); ``caltech256``: the real photos (``utils.caltech``).
 DATASETS: dict[str, tuple[str, ...]] = {"synthetic": SPLITS, "caltech256": caltech.SPLITS}
 
+CHANNELS_LAST = torch.channels_last
+
 LossFn = Callable[[OrcaLeopardNet, torch.Tensor, torch.Tensor, dict[str, Any]], tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -169,7 +171,7 @@ class TrainResult:
     model: OrcaLeopardNet
     config: TrainConfig
     accuracy: dict[str, float]           #: per split, ``train`` included
-    history: list[dict[str, float]]      #: per epoch: mean loss, train accuracy
+    history: list[dict[str, float]]      #: per epoch: mean loss, train accuracy, seconds (training steps only)
     device: str
     seconds: float
 
@@ -250,12 +252,14 @@ def train(config: TrainConfig | None = None, progress: bool = True, **overrides:
     data = split_data(config, "train")
     n_train = len(data)
     seed_everything(config.seed)
-    model = build_model({"arch": OrcaLeopardNet.arch, "widths": config.widths}).to(device)
+    # channels-last (NHWC) memory: the same maths, about a third faster convolutions on CPU (oneDNN)
+    # and on GPU tensor cores; the model is handed back in the usual layout.
+    model = build_model({"arch": OrcaLeopardNet.arch, "widths": config.widths}).to(device, memory_format=CHANNELS_LAST)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps = -(-n_train // config.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * steps)
     order = torch.Generator().manual_seed(config.seed)
-    images, labels = data.images.to(device), data.labels.to(device)
+    images, labels = data.images.to(device, memory_format=CHANNELS_LAST), data.labels.to(device)
 
     history: list[dict[str, float]] = []
     bar = tqdm(total=config.epochs * steps, desc=f"{config.strategy} seed {config.seed}",
@@ -263,6 +267,7 @@ def train(config: TrainConfig | None = None, progress: bool = True, **overrides:
     model.train()
     try:
         for epoch in range(config.epochs):
+            epoch_start = time.perf_counter()
             perm = torch.randperm(n_train, generator=order).to(device)
             total, correct = 0.0, 0
             for i in range(steps):
@@ -279,11 +284,13 @@ def train(config: TrainConfig | None = None, progress: bool = True, **overrides:
                 bar.update()
                 bar.set_postfix(epoch=epoch + 1, loss=f"{value:.3f}")
             history.append({"epoch": epoch + 1, "loss": round(total / n_train, 4),
-                            "train_acc": round(correct / n_train, 4)})
+                            "train_acc": round(correct / n_train, 4),
+                            "seconds": round(time.perf_counter() - epoch_start, 3)})
     finally:
         bar.close()
     model.eval()
     accuracy = evaluate_splits(model, config)
+    model = model.to(memory_format=torch.contiguous_format)
     return TrainResult(model, config, accuracy, history, str(device), time.perf_counter() - start)
 
 
