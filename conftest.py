@@ -14,3 +14,8 @@ def pytest_configure(config):
     opt = config.option
     if hasattr(opt, "nbval_sanitize_with") and not opt.nbval_sanitize_with and not getattr(opt, "sanitize_with", None):
         opt.nbval_sanitize_with = str(SANITIZE)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the browser tests (marker ``browser``) last: by then nbval has trained and cached notebook 05's models."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)  # stable: keeps the rest in order

@@ -17,3 +17,11 @@ def resnet():
     """An untrained torchvision ResNet-18 with two classes: a second, standard architecture."""
     torch.manual_seed(0)
     return torchvision.models.resnet18(weights=None, num_classes=2).eval()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item (``item.rep_call``), so fixtures can tell a failed test."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
