@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -200,15 +199,17 @@ _SHUT_DOWN_KERNELS_JS = """async () => {
 
 
 @pytest.fixture
-def page(browser, lab, workdir: Path, request):
+def page(browser, workdir: Path, request):
     """A fresh tab per test (closed without 'leave page?' prompts); a full-page screenshot when the test fails."""
     pg = browser.new_page()
     pg.set_viewport_size({"width": 1400, "height": 1000})
     yield pg
-    pg.evaluate(_SHUT_DOWN_KERNELS_JS)  # each notebook's kernel holds its models: free them before the next
-    if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
-        pg.screenshot(path=str(workdir / "shots" / f"{request.node.name}-page.png"), full_page=True)
-    pg.close(run_before_unload=False)
+    try:
+        if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
+            pg.screenshot(path=str(workdir / "shots" / f"{request.node.name}-page.png"), full_page=True)
+        pg.evaluate(_SHUT_DOWN_KERNELS_JS)  # each notebook's kernel holds its models: free them before the next
+    finally:
+        pg.close(run_before_unload=False)
 
 
 # --------------------------------------------------------------------------- what the test does in the page
