@@ -1,5 +1,6 @@
 """CAMLoss: kernel, penalties, one forward pass, gradients, options, and the strategy in training."""
 import json
+import math
 
 import pytest
 import torch
@@ -95,16 +96,45 @@ def test_bad_options(lam, sigma, map, exc, words):
         check_options(lam, sigma, map)
 
 
+def test_bad_schedule():
+    with pytest.raises(ValueError, match="schedule must be one of .*'joint', 'alternate'.*got 'mixed'"):
+        check_options(1.0, 0.2, "decision", "mixed")
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        T.TrainConfig(strategy="camloss", extra={"schedule": "mixed"})
+
+
+def test_alternate_schedule_is_cross_entropy_then_penalty_only():
+    """The original's schedule: CE alone in even epochs, λ·P alone in odd ones; joint is their sum."""
+    torch.manual_seed(0)
+    logits, feats, y, w = torch.randn(4, 2), torch.rand(4, 8, 3, 3), torch.tensor([0, 1, 1, 0]), torch.randn(2, 8)
+    joint, parts = camloss(logits, feats, y, w, lam=4.0)
+    for epoch in (0, 2):
+        ce, _ = camloss(logits, feats, y, w, lam=4.0, schedule="alternate", epoch=epoch)
+        assert torch.isclose(ce, torch.nn.functional.cross_entropy(logits, y))
+    pen, _ = camloss(logits, feats, y, w, lam=4.0, schedule="alternate", epoch=1)
+    assert math.isclose(float(pen), 4.0 * parts["penalty"], rel_tol=1e-6)
+    assert math.isclose(float(joint), parts["ce"] + 4.0 * parts["penalty"], rel_tol=1e-6)
+
+
+def test_saved_camloss_configs_from_before_the_schedule_option_still_match():
+    cfg = T.TrainConfig(strategy="camloss")
+    old = cfg.to_dict()
+    old["extra"] = {k: v for k, v in old["extra"].items() if k != "schedule"}
+    assert cfg.same_model_as(old)
+    assert not T.TrainConfig(strategy="camloss", extra={"schedule": "alternate"}).same_model_as(old)
+
+
 def test_camloss_strategy_trains_deterministically_and_records_its_options(tmp_path, capsys):
     tiny = dict(strategy="camloss", epochs=1, n_train=64, n_eval=16, image_size=32, widths=(4, 8), batch_size=32)
     a = T.train(T.TrainConfig(**tiny, extra={"lam": 5.0}), progress=False)
     b = T.train(T.TrainConfig(**tiny, extra={"lam": 5.0}), progress=False)
-    assert a.config.extra == {"lam": 5.0, "sigma": 0.3, "map": "decision"}
+    assert a.config.extra == {"lam": 5.0, "sigma": 0.3, "map": "decision", "schedule": "joint"}
     assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
     assert T.main(["camloss", "--epochs", "1", "--n-train", "64", "--image-size", "32", "--lam", "3",
-                   "--sigma", "0.3", "--map", "positive_cam", "--out", str(tmp_path), "--quiet"]) == 0
+                   "--sigma", "0.3", "--map", "positive_cam", "--schedule", "alternate", "--out", str(tmp_path),
+                   "--quiet"]) == 0
     cfg = json.loads((tmp_path / "camloss_seed0.json").read_text())["config"]
-    assert cfg["extra"] == {"lam": 3.0, "sigma": 0.3, "map": "positive_cam"}
+    assert cfg["extra"] == {"lam": 3.0, "sigma": 0.3, "map": "positive_cam", "schedule": "alternate"}
     assert "lam=3.0" in capsys.readouterr().err
 
 

@@ -54,6 +54,7 @@ DATASETS: dict[str, tuple[str, ...]] = {"synthetic": SPLITS, "caltech256": calte
 
 CHANNELS_LAST = torch.channels_last
 
+#: ``(model, images, labels, options) -> (loss, logits)``; ``options`` are the strategy's plus ``epoch`` (from 0).
 LossFn = Callable[[OrcaLeopardNet, torch.Tensor, torch.Tensor, dict[str, Any]], tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -87,7 +88,7 @@ STRATEGIES: dict[str, Strategy] = {
     "oracle": Strategy("oracle", "cross-entropy on class-independent backgrounds (control)",
                        train_backgrounds="random"),
     "camloss": Strategy("camloss", "cross-entropy + λ · CAM mass away from the centre", loss=_camloss,
-                        defaults={"lam": 10.0, "sigma": 0.3, "map": "decision"}),
+                        defaults={"lam": 10.0, "sigma": 0.3, "map": "decision", "schedule": "joint"}),
 }
 
 
@@ -120,7 +121,7 @@ class TrainConfig:
                              + (f" (it takes {', '.join(defaults)})" if defaults else " (it takes none)"))
         extra = {**defaults, **self.extra}
         if self.strategy == "camloss":
-            cl.check_options(extra["lam"], extra["sigma"], extra["map"])
+            cl.check_options(extra["lam"], extra["sigma"], extra["map"], extra["schedule"])
             extra["lam"], extra["sigma"] = float(extra["lam"]), float(extra["sigma"])
         object.__setattr__(self, "extra", extra)
         for name in ("seed", "epochs", "batch_size", "n_train", "n_eval", "data_seed"):
@@ -158,6 +159,8 @@ class TrainConfig:
         known = {f.name: f.default for f in dataclasses.fields(self) if f.default is not dataclasses.MISSING}
         mine = {k: v for k, v in self.to_dict().items() if k != "device"}
         theirs = {k: other.get(k, known.get(k)) for k in mine}
+        if isinstance(theirs.get("extra"), dict) and theirs.get("strategy") == self.strategy:
+            theirs["extra"] = {**STRATEGIES[self.strategy].defaults, **theirs["extra"]}  # options added later, too
         return mine == theirs
 
     @property
@@ -273,7 +276,7 @@ def train(config: TrainConfig | None = None, progress: bool = True, **overrides:
             for i in range(steps):
                 idx = perm[i * config.batch_size:(i + 1) * config.batch_size]
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
-                    loss, logits = strategy.loss(model, images[idx], labels[idx], config.extra)
+                    loss, logits = strategy.loss(model, images[idx], labels[idx], {**config.extra, "epoch": epoch})
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -359,12 +362,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lam", type=float, help="camloss: weight λ of the CAM penalty (default 10)")
     parser.add_argument("--sigma", type=float, help="camloss: kernel width σ as a fraction of the side (default 0.3)")
     parser.add_argument("--map", choices=cl.MAPS, help="camloss: which map is penalised (default decision)")
+    parser.add_argument("--schedule", choices=cl.SCHEDULES,
+                        help="camloss: joint (CE + λP every step, default) or alternate (CE-only / λP-only epochs)")
     parser.add_argument("--out", default=str(DEFAULT_MODELS_DIR), help="output folder (default data/models/)")
     parser.add_argument("--name", default=None, help="file name stem (default <strategy>_seed<seed>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
-        extra = {k: v for k, v in (("lam", args.lam), ("sigma", args.sigma), ("map", args.map)) if v is not None}
+        extra = {k: v for k, v in (("lam", args.lam), ("sigma", args.sigma), ("map", args.map),
+                                   ("schedule", args.schedule)) if v is not None}
         cfg = TrainConfig(strategy=args.strategy, seed=args.seed, epochs=args.epochs, image_size=args.image_size,
                           n_train=args.n_train, batch_size=args.batch_size, lr=args.lr, device=args.device,
                           extra=extra)
