@@ -237,8 +237,7 @@ def run_notebook(page, lab: dict, name: str) -> None:
 
     page.goto(f"{lab['url']}/lab/tree/{name}?reset")  # reset: a fresh workspace, only this notebook open
     page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=90_000)
-    page.wait_for_selector(_IDLE, timeout=90_000)
-    page.wait_for_selector(".jp-StatusBar-TextItem:has-text('| Idle')", timeout=90_000)
+    page.wait_for_selector(".jp-StatusBar-TextItem:has-text('| Idle')", timeout=90_000)  # the kernel has started
     started = f"() => ({_PROMPTS_JS})().some(t => /\\[(\\*|\\d+)\\]/.test(t))"
     for _ in range(3):  # a Run All sent while the kernel's websocket is still connecting runs nothing: retry
         page.click(".lm-MenuBar-item:has-text('Run')")

@@ -8,7 +8,6 @@ import torch
 
 from utils import cams, experiment as E
 from utils import train as T
-from utils.models import save_checkpoint
 
 TINY = dict(epochs=1, image_size=32, batch_size=16, n_train=64, n_eval=16, widths=(4, 8, 8, 8))
 

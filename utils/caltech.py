@@ -47,14 +47,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import shutil
 import tarfile
 import tempfile
 import urllib.error
 import urllib.request
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import IO
 
 import numpy as np
 import torch
@@ -62,6 +61,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from .data import LAND, SEA, SplitData, _check_image_size
+from .models import atomic_write
 
 __all__ = ["CATEGORIES", "SPLITS", "ARCHIVE_URL", "ARCHIVE_MD5", "DEFAULT_ROOT", "CaltechNotFound",
            "DownloadError", "find_categories", "is_available", "download", "border_blueness",
@@ -122,18 +122,16 @@ def _md5(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _fetch(url: str, dest: Path, progress: bool) -> None:
-    """Stream ``url`` into ``dest`` (a temporary name the caller renames)."""
+def _fetch(url: str, out: IO[bytes], progress: bool) -> None:
+    """Stream ``url`` into the open file ``out`` (a temporary file that ``atomic_write`` renames)."""
     from tqdm.auto import tqdm
     try:
-        with urllib.request.urlopen(url, timeout=30) as response, open(dest, "wb") as out:
+        with urllib.request.urlopen(url, timeout=30) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=ARCHIVE_NAME, disable=not progress) as bar:
                 for block in iter(lambda: response.read(1 << 20), b""):
                     out.write(block)
                     bar.update(len(block))
-            out.flush()
-            os.fsync(out.fileno())
     except (urllib.error.URLError, OSError, ValueError) as e:
         reason = getattr(e, "reason", None) or e
         raise DownloadError(
@@ -156,17 +154,12 @@ def download(root: str | os.PathLike | None = None, url: str = ARCHIVE_URL, md5:
     root.mkdir(parents=True, exist_ok=True)
     archive = root / ARCHIVE_NAME
     if not archive.is_file():
-        fd, part = tempfile.mkstemp(dir=root, prefix=f".{ARCHIVE_NAME}.", suffix=".part")
-        os.close(fd)
-        part_path = Path(part)
-        try:
-            _fetch(url, part_path, progress)
-            if md5 is not None and (got := _md5(part_path)) != md5:
+        def verify(part: Path) -> None:
+            if md5 is not None and (got := _md5(part)) != md5:
                 raise DownloadError(f"{ARCHIVE_NAME} from {url} failed its md5 check (got {got}, expected {md5}): "
                                     f"the download is corrupt or truncated; it was deleted, try again")
-            os.replace(part_path, archive)
-        finally:
-            part_path.unlink(missing_ok=True)
+
+        atomic_write(archive, lambda out: _fetch(url, out, progress), verify)  # temp file, fsync, check, rename
     elif md5 is not None and (got := _md5(archive)) != md5:
         raise DownloadError(f"{archive} exists but fails its md5 check (got {got}, expected {md5}); "
                             f"delete it and run the download again")

@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["MAPS", "SCHEDULES", "inverted_gaussian_kernel", "decision_map", "positive_cam", "penalty", "camloss",
+__all__ = ["MAPS", "SCHEDULES", "inverted_gaussian_kernel", "inverted_gaussian", "decision_map", "positive_cam", "penalty", "camloss",
            "check_options"]
 
 MAPS = ("decision", "positive_cam")
@@ -62,8 +62,12 @@ def inverted_gaussian_kernel(height: int, width: int, sigma: float = 0.2,
         raise ValueError(f"sigma must be > 0; got {sigma}")
     ys = (torch.arange(height, dtype=torch.float32, device=device) + 0.5) / height - 0.5
     xs = (torch.arange(width, dtype=torch.float32, device=device) + 0.5) / width - 0.5
-    r2 = ys.view(-1, 1) ** 2 + xs.view(1, -1) ** 2
-    return 1.0 - torch.exp(-r2 / (2 * sigma ** 2))
+    return inverted_gaussian(ys.view(-1, 1) ** 2 + xs.view(1, -1) ** 2, sigma)
+
+
+def inverted_gaussian(squared_distance: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``K = 1 − exp(−d²/2σ²)`` for squared distances ``d²`` from the centre (in units of the side)."""
+    return 1.0 - torch.exp(-squared_distance / (2 * sigma ** 2))
 
 
 def decision_map(features: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ Strategies differ only in their loss and in the training data's background rule:
   the image centre (``utils.camloss``), from the same forward pass as the logits.
   Options (``TrainConfig.extra`` / CLI): ``lam`` (λ, default 10), ``sigma`` (σ of
   the kernel as a fraction of the side, default 0.3), ``map`` (``"decision"`` or
-  ``"positive_cam"``). The defaults are the ones notebook 05's λ/σ sweep chooses
+  ``"positive_cam"``), ``schedule`` (``"joint"`` or ``"alternate"``). The defaults are the ones notebook 05's λ/σ sweep chooses
   (it asserts that they agree).
 
 Command line (writes ``<name>.pt`` and ``<name>.json`` and prints a table)::
@@ -51,8 +51,6 @@ __all__ = ["Strategy", "STRATEGIES", "TrainConfig", "TrainResult", "train", "eva
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
 #: ``synthetic``: the embedded dataset (``utils.data``); ``caltech256``: the real photos (``utils.caltech``).
 DATASETS: dict[str, tuple[str, ...]] = {"synthetic": SPLITS, "caltech256": caltech.SPLITS}
-
-CHANNELS_LAST = torch.channels_last
 
 #: ``(model, images, labels, options) -> (loss, logits)``; ``options`` are the strategy's plus ``epoch`` (from 0).
 LossFn = Callable[[OrcaLeopardNet, torch.Tensor, torch.Tensor, dict[str, Any]], tuple[torch.Tensor, torch.Tensor]]
@@ -109,7 +107,7 @@ class TrainConfig:
     device: str = "auto"
     dataset: str = "synthetic"  #: or ``"caltech256"`` (all its images: ``n_train``/``n_eval`` do not apply)
     amp: bool = False           #: mixed precision (bfloat16 autocast) for the forward pass
-    extra: dict[str, Any] = field(default_factory=dict)  # strategy options (camloss: lam, sigma, map)
+    extra: dict[str, Any] = field(default_factory=dict)  # strategy options (camloss: lam, sigma, map, schedule)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -257,12 +255,13 @@ def train(config: TrainConfig | None = None, progress: bool = True, **overrides:
     seed_everything(config.seed)
     # channels-last (NHWC) memory: the same maths, about a third faster convolutions on CPU (oneDNN)
     # and on GPU tensor cores; the model is handed back in the usual layout.
-    model = build_model({"arch": OrcaLeopardNet.arch, "widths": config.widths}).to(device, memory_format=CHANNELS_LAST)
+    model = build_model({"arch": OrcaLeopardNet.arch, "widths": config.widths})
+    model = model.to(device, memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps = -(-n_train // config.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * steps)
     order = torch.Generator().manual_seed(config.seed)
-    images, labels = data.images.to(device, memory_format=CHANNELS_LAST), data.labels.to(device)
+    images, labels = data.images.to(device, memory_format=torch.channels_last), data.labels.to(device)
 
     history: list[dict[str, float]] = []
     bar = tqdm(total=config.epochs * steps, desc=f"{config.strategy} seed {config.seed}",
@@ -272,11 +271,12 @@ def train(config: TrainConfig | None = None, progress: bool = True, **overrides:
         for epoch in range(config.epochs):
             epoch_start = time.perf_counter()
             perm = torch.randperm(n_train, generator=order).to(device)
+            options = {**config.extra, "epoch": epoch}
             total, correct = 0.0, 0
             for i in range(steps):
                 idx = perm[i * config.batch_size:(i + 1) * config.batch_size]
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
-                    loss, logits = strategy.loss(model, images[idx], labels[idx], {**config.extra, "epoch": epoch})
+                    loss, logits = strategy.loss(model, images[idx], labels[idx], options)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -117,6 +117,23 @@ def save_figure(fig: Figure, name: str, folder: str | Path | None = None, dpi: i
     return pdf, png
 
 
+def _latex_text(v: object, digits: int) -> str:
+    """A value as LaTeX text: floats rounded to ``digits``; ``_``, ``%`` and ``&`` escaped."""
+    text = f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+    return text.replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
+
+
+def _write_tex(lines: list[str], name: str, folder: str | Path | None, example: str) -> Path:
+    """Write ``lines`` to ``<folder or figs/>/<name>.tex``; ``name`` must be a plain file stem."""
+    if not name or any(c in name for c in "/\\") or "." in name:
+        raise ValueError(f"name must be a plain file stem like '{example}'; got {name!r}")
+    folder = Path(folder) if folder is not None else FIGS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.tex"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def save_table(rows: list[dict[str, object]], name: str, folder: str | Path | None = None,
                caption: str | None = None, digits: int = 3) -> Path:
     """Write ``rows`` (dicts with the same keys) as a LaTeX ``tabular`` to ``figs/<name>.tex`` for ``\\input``.
@@ -126,24 +143,14 @@ def save_table(rows: list[dict[str, object]], name: str, folder: str | Path | No
     """
     if not rows:
         raise ValueError("rows is empty")
-    if not name or any(c in name for c in "/\\") or "." in name:
-        raise ValueError(f"name must be a plain file stem like 'method_comparison'; got {name!r}")
     cols = list(rows[0])
-
-    def cell(v: object) -> str:
-        text = f"{v:.{digits}f}" if isinstance(v, float) else str(v)
-        return text.replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
     lines = [r"\begin{tabular}{l" + "r" * (len(cols) - 1) + "}", r"\hline",
-             " & ".join(cell(c) for c in cols) + r" \\", r"\hline"]
-    lines += [" & ".join(cell(r[c]) for c in cols) + r" \\" for r in rows]
+             " & ".join(_latex_text(c, digits) for c in cols) + r" \\", r"\hline"]
+    lines += [" & ".join(_latex_text(r[c], digits) for c in cols) + r" \\" for r in rows]
     lines += [r"\hline", r"\end{tabular}"]
     if caption:
         lines.insert(0, f"% {caption}")
-    folder = Path(folder) if folder is not None else FIGS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.tex"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return _write_tex(lines, name, folder, "method_comparison")
 
 
 def save_macros(values: dict[str, object], name: str, folder: str | Path | None = None, digits: int = 3) -> Path:
@@ -153,19 +160,9 @@ def save_macros(values: dict[str, object], name: str, folder: str | Path | None 
     it quotes are the ones the notebook computed. Keys are letters only (LaTeX
     command names); floats are rounded to ``digits``.
     """
-    if not name or any(c in name for c in "/\\") or "." in name:
-        raise ValueError(f"name must be a plain file stem like '05_camloss_numbers'; got {name!r}")
     bad = [k for k in values if not (isinstance(k, str) and k.isascii() and k.isalpha())]
     if bad:
         raise ValueError(f"macro names must be ASCII letters only (LaTeX command names); got {bad}")
-
-    def text(v: object) -> str:
-        s = f"{v:.{digits}f}" if isinstance(v, float) else str(v)
-        return s.replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
     lines = ["% written by a notebook (utils.viz.save_macros); do not edit"]
-    lines += [f"\\newcommand{{\\{k}}}{{{text(v)}}}" for k, v in values.items()]
-    folder = Path(folder) if folder is not None else FIGS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.tex"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    lines += [f"\\newcommand{{\\{k}}}{{{_latex_text(v, digits)}}}" for k, v in values.items()]
+    return _write_tex(lines, name, folder, "05_camloss_numbers")

@@ -15,7 +15,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from .camloss import inverted_gaussian_kernel
+from .camloss import inverted_gaussian, inverted_gaussian_kernel
 from .data import CLASSES, SPLITS, SPLIT_SIZES, render_sample
 from .explain import cam, gradcam, gradcam_pp, hirescam, occlusion, saliency, smoothgrad
 from .explain.occlusion import count_windows
@@ -178,8 +178,8 @@ def render_kernel(model: nn.Module, sigma: float = 0.2, index: int = 0, image_si
     k = inverted_gaussian_kernel(h, w, sigma)
     fig, axes = plt.subplots(1, 3, figsize=(9.6, 3.3))
     axes[0].imshow(k.numpy(), cmap="magma", vmin=0, vmax=1)
-    for (i, j), v in zip(((i, j) for i in range(h) for j in range(w)), k.flatten().tolist()):
-        if h <= 12:
+    if h <= 12:  # small enough to print each cell's value
+        for (i, j), v in zip(((i, j) for i in range(h) for j in range(w)), k.flatten().tolist()):
             axes[0].text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=6, color="w" if v < 0.6 else "k")
     axes[0].set_title(f"K at {h}×{w} (the last conv features)", fontsize=8)
     big = k.repeat_interleave(image_size // h, 0).repeat_interleave(image_size // w, 1)
@@ -187,7 +187,7 @@ def render_kernel(model: nn.Module, sigma: float = 0.2, index: int = 0, image_si
     axes[1].imshow(big.numpy(), cmap="magma", vmin=0, vmax=1, alpha=0.55, interpolation="nearest")
     axes[1].contour(s.mask.float().numpy(), levels=[0.5], colors="cyan", linewidths=0.8)
     r = torch.linspace(0, 0.71, 200)
-    axes[2].plot(r.numpy(), (1 - torch.exp(-r ** 2 / (2 * sigma ** 2))).numpy(), color="k")
+    axes[2].plot(r.numpy(), inverted_gaussian(r ** 2, sigma).numpy(), color="k")
     ys, xs = torch.nonzero(s.mask, as_tuple=True)
     reach = float(((((ys + 0.5) / image_size - 0.5) ** 2 + ((xs + 0.5) / image_size - 0.5) ** 2).sqrt()).max())
     axes[2].axvspan(0, reach, color="cyan", alpha=0.2, label="this animal")
