@@ -3,13 +3,13 @@ import pytest
 import torch
 import torchvision
 
-from utils.train import load_or_train
+from utils.models import load_shipped
 
 
 @pytest.fixture(scope="session")
 def model():
-    """The default course model (from data/models/, trained there if missing)."""
-    return load_or_train("default", seed=0, progress=False)[0]
+    """The shipped default course model (models/default_seed0.pt), what notebooks 01-04 explain."""
+    return load_shipped()[0]
 
 
 @pytest.fixture(scope="session")

@@ -40,6 +40,7 @@ def test_train_config_carries_every_field():
     assert (tc.seed, tc.epochs, tc.n_train, tc.image_size, tc.extra["lam"]) == (3, 6, 1000, 64, 1.0)
 
 
+@pytest.mark.slow
 def test_seed_study_trains_once_then_reads_and_summarises(tmp_path, monkeypatch):
     cfg = dataclasses.replace(E.CPU_CONFIG, seeds=(0, 1), **{k: v for k, v in TINY.items() if k != "widths"})
     calls = []

@@ -95,8 +95,8 @@ def test_a_method_blind_to_the_model_fails_the_sanity_check():
 def test_cam_logit_split_adds_up_exactly_and_follows_the_mask():
     from utils.data import load_split
     from utils.metrics import cam_logit_split
-    from utils.train import load_or_train
-    model = load_or_train("default", seed=0, progress=False)[0]
+    from utils.models import load_shipped
+    model = load_shipped()[0]
     d = load_split("test_iid", 8)
     r = cam_logit_split(model, d.images, d.masks)
     assert torch.allclose(r["animal"] + r["background"] + r["bias"], r["logit"], atol=1e-5)

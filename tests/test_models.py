@@ -154,3 +154,50 @@ def test_atomic_write_leaves_the_old_file_and_no_temporary_on_failure(tmp_path):
     with pytest.raises(ValueError, match="does not verify"):
         atomic_write(target, lambda f: f.write(b"new"), reject)
     assert target.read_bytes() == b'{"v": 1}\n' and [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+# --------------------------------------------------------------------------- the shipped model
+def test_shipped_model_loads_and_its_json_vouches_for_it():
+    from utils.models import SHIPPED_DEFAULT, SHIPPED_DIR, load_shipped, sha256_of
+    model, meta = load_shipped()
+    assert isinstance(model, OrcaLeopardNet) and not model.training
+    assert meta["checkpoint_sha256"] == sha256_of(SHIPPED_DIR / f"{SHIPPED_DEFAULT}.pt")
+    assert meta["strategy"] == "default" and meta["config"]["seed"] == 0
+    from utils.train import TrainConfig  # what `python -m utils.train default --seed 0` trains
+    assert TrainConfig().same_model_as(meta["config"]), "the shipped model is not the documented call's model"
+
+
+def _shipped_copy(tmp_path):
+    import shutil
+    from utils.models import SHIPPED_DEFAULT, SHIPPED_DIR
+    for suffix in (".pt", ".json"):
+        shutil.copy(SHIPPED_DIR / f"{SHIPPED_DEFAULT}{suffix}", tmp_path / f"{SHIPPED_DEFAULT}{suffix}")
+    return tmp_path / f"{SHIPPED_DEFAULT}.pt", tmp_path / f"{SHIPPED_DEFAULT}.json"
+
+
+def test_shipped_model_with_other_bytes_is_refused(tmp_path):
+    from utils.models import load_shipped
+    pt, _ = _shipped_copy(tmp_path)
+    load_shipped(folder=tmp_path)  # the copy is fine
+    # what a clone without Git LFS would hold: a pointer file
+    pt.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0123\nsize 403343\n")
+    with pytest.raises(CheckpointError, match=r"SHA-256.*git checkout -- .*default_seed0.pt.*"
+                                              r"python -m utils.train default --seed 0 --out"):
+        load_shipped(folder=tmp_path)
+    # a valid checkpoint of other weights: readable, but not the shipped model
+    save_checkpoint(OrcaLeopardNet(), pt, {})
+    with pytest.raises(CheckpointError, match="not the shipped model"):
+        load_shipped(folder=tmp_path)
+
+
+def test_shipped_model_missing_or_without_hash(tmp_path):
+    import json
+    from utils.models import load_shipped
+    with pytest.raises(FileNotFoundError, match="shipped model default_seed0 is missing"):
+        load_shipped(folder=tmp_path)
+    _, js = _shipped_copy(tmp_path)
+    meta = json.loads(js.read_text())
+    del meta["checkpoint_sha256"]
+    js.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="no checkpoint_sha256"):
+        load_shipped(folder=tmp_path)

@@ -72,3 +72,34 @@ def test_exported_files_are_read_from_the_code(tmp_path):
                 nbformat.v4.new_code_cell('save_macros(NUMBERS, "m")\n(FIGS_DIR / "r.json").write_text(x)')]
     nbformat.write(nb, tmp_path / "x.ipynb")
     assert exported_files(tmp_path / "x.ipynb") == {"a.pdf", "a.png", "b.tex", "m.tex", "r.json"}
+
+
+def test_notebooks_01_to_04_explain_the_shipped_model_and_train_nothing():
+    for nb in NOTEBOOKS[:4]:
+        code = "\n".join(source(c) for c in cells(nb, "code"))
+        assert "load_shipped()" in code, f"{nb.name} should explain the shipped model"
+        assert not re.search(r"\b(load_or_train|train)\(", code), f"{nb.name} trains a model"
+
+
+@pytest.mark.slow
+def test_running_a_notebook_under_pytest_leaves_the_tree_clean():
+    """The suite's way of running a notebook (strict nbval) writes no tracked file: exports go to a temporary folder."""
+    import os
+    import subprocess
+    import sys
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+
+    def status():
+        return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, check=True,
+                              capture_output=True, text=True).stdout
+
+    exports = sorted((ROOT / "figs").glob("03_*"))
+    assert exports, "notebook 03 exports figs/03_*"
+    before, stamps = status(), [p.stat().st_mtime_ns for p in exports]
+    env = {k: v for k, v in os.environ.items() if k != "VEX_FIGS_DIR"}  # as a fresh `pytest` starts
+    run = subprocess.run([sys.executable, "-m", "pytest", "--nbval", "-q", "notebooks/03_cam.ipynb"], cwd=ROOT,
+                         env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert status() == before, "running notebook 03 under pytest changed the checkout"
+    assert [p.stat().st_mtime_ns for p in exports] == stamps, "figs/03_* were rewritten (even if with equal bytes)"

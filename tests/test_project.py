@@ -77,3 +77,12 @@ def test_installed_versions_match_the_pins():
 
 def test_python_is_one_the_project_supports():
     assert sys.version_info >= (3, 10)
+
+
+def test_readme_quick_tier_is_the_unit_tests_without_notebooks_or_browser():
+    text = (ROOT / "README.md").read_text()
+    m = re.search(r"<!-- quick-command -->\s*```(?:bash|sh)?\n(.+?)\n```", text, re.S)
+    assert m, "README has no code block labelled <!-- quick-command -->"
+    quick = m.group(1).strip()
+    assert quick.startswith("python -m pytest tests ") and "--nbval" not in quick and "notebooks" not in quick
+    assert "not browser" in quick and "not slow" in quick

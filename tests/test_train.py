@@ -112,15 +112,20 @@ def test_load_or_train_trains_once_then_loads(tmp_path, monkeypatch):
     assert meta3["config"]["epochs"] == 2
 
 
-def test_scenario_holds_at_seed_0():
-    """DESIGN section 3 at seed 0 with the real CPU configuration (the script checks 3 seeds).
+@pytest.mark.slow
+def test_retraining_the_shipped_model_keeps_the_scenario(tmp_path):
+    """DESIGN section 3 at seed 0, CPU configuration (the script checks 3 seeds).
 
-    Uses the models in data/models/ (the README install step trains the default one),
-    training what is missing.
+    The default model is retrained from scratch with the documented call that makes the
+    shipped one (`python -m utils.train default --seed 0 --out models`, here into a
+    temporary folder): training floats differ between CPUs, so its digits may differ
+    from the shipped model's, but it must keep the scenario's properties. The oracle
+    comes from data/models/ (trained there if missing).
     """
-    _, default = T.load_or_train("default", seed=0, progress=False)
+    assert T.main(["default", "--seed", "0", "--out", str(tmp_path), "--quiet"]) == 0
+    d = json.loads((tmp_path / "default_seed0.json").read_text())["accuracy"]
     _, oracle = T.load_or_train("oracle", seed=0, progress=False)
-    d, o = default["accuracy"], oracle["accuracy"]
+    o = oracle["accuracy"]
     assert d["val"] >= SHORTCUT_MIN_IID and d["test_iid"] >= SHORTCUT_MIN_IID, d
     assert d["test_swapped"] <= SHORTCUT_MAX_SWAPPED, d
     assert o["test_swapped"] >= ORACLE_MIN_SWAPPED, o

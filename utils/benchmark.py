@@ -86,9 +86,9 @@ def bench_methods(repeats: int) -> list[Row]:
 
     from .explain import cam, gradcam, gradcam_pp, hirescam, occlusion, saliency, smoothgrad
     from .explain.occlusion import count_windows
-    from .train import load_or_train
+    from .models import load_shipped
 
-    model, _ = load_or_train("default", seed=0, progress=False)
+    model, _ = load_shipped()
     x = load_split("test_iid", 32).images
     with torch.no_grad():
         target = model(x).argmax(1)

@@ -19,6 +19,7 @@ then renamed) and read back with ``weights_only=True``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -29,13 +30,17 @@ import torch
 from torch import nn
 
 __all__ = ["OrcaLeopardNet", "build_model", "save_checkpoint", "load_checkpoint", "CheckpointError", "evaluating",
-           "atomic_write",
+           "atomic_write", "sha256_of", "load_shipped", "SHIPPED_DIR", "SHIPPED_DEFAULT",
            "IMAGENET_MEAN", "IMAGENET_STD", "CHECKPOINT_FORMAT"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CHECKPOINT_FORMAT = "visual-explanations-cnn/checkpoint"
 CHECKPOINT_VERSION = 1
+#: The tracked folder of the shipped model(s): ``<name>.pt`` + ``<name>.json`` (its config, accuracy and sha256).
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "models"
+#: The default model notebooks 01-04 explain; ``python -m utils.train default --seed 0 --out models`` retrains it.
+SHIPPED_DEFAULT = "default_seed0"
 
 
 class Normalize(nn.Module):
@@ -213,3 +218,43 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"
                               f"({payload.get('model')}): {str(e).splitlines()[0][:300]}; {fix}") from e
     model.to(device).eval()
     return model, payload.get("meta", {})
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_shipped(name: str = SHIPPED_DEFAULT, device: str | torch.device = "cpu",
+                 folder: str | os.PathLike = SHIPPED_DIR) -> tuple[OrcaLeopardNet, dict[str, Any]]:
+    """The model committed under ``models/`` (what notebooks 01-04 explain): ``(model in eval mode, meta)``.
+
+    Every learner explains the same weights, so the notebooks' stored outputs are
+    what they see. ``<name>.json`` records the checkpoint's SHA-256; a file that
+    differs (a Git LFS pointer, a truncated copy, another checkpoint copied over
+    it) is refused with :class:`CheckpointError`. The meta dict is the JSON.
+    """
+    folder = Path(folder)
+    pt, js = folder / f"{name}.pt", folder / f"{name}.json"
+    strategy, _, seed = name.rpartition("_seed")
+    retrain = f"python -m utils.train {strategy} --seed {seed} --out {folder}" if seed.isdigit() else \
+        f"python -m utils.train STRATEGY --seed N --out {folder} --name {name}"
+    restore = f"restore it with `git checkout -- {pt} {js}`, or retrain it with `{retrain}`"
+    if not pt.is_file() or not js.is_file():
+        raise FileNotFoundError(f"the shipped model {name} is missing ({pt} and {js} are both needed); {restore}")
+    try:
+        meta = json.loads(js.read_text())
+        expected = meta["checkpoint_sha256"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{js} is not the shipped model's description (no checkpoint_sha256: "
+                              f"{type(e).__name__}); {restore}") from None
+    actual = sha256_of(pt)
+    if actual != expected:
+        raise CheckpointError(f"{pt} has SHA-256 {actual[:12]}…, but {js.name} says {str(expected)[:12]}…: "
+                              f"the file is not the shipped model (changed, truncated or a Git LFS pointer?); {restore}")
+    model, _ = load_checkpoint(pt, device)
+    return model, meta

@@ -39,14 +39,19 @@ def check_scenario(seeds: tuple[int, ...] = (0, 1, 2), progress: bool = False, *
     return {"seeds": list(seeds), "runs": runs, "mean": mean, "checks": checks}
 
 
-def format_report(report: dict) -> str:
+def accuracy_table(rows: list[tuple[str, object, dict[str, float]]]) -> list[str]:
+    """Lines of a table: one row per ``(model, seed, accuracy per split)``, a column per split."""
     cols = ("train",) + SPLITS[1:]
     lines = [f"{'model':<10}{'seed':>6}" + "".join(f"{c:>14}" for c in cols)]
+    return lines + [f"{name:<10}{seed:>6}" + "".join(f"{acc[c]:>14.3f}" for c in cols) for name, seed, acc in rows]
+
+
+def format_report(report: dict) -> str:
+    rows = []
     for strategy, runs in report["runs"].items():
-        for seed, acc in zip(report["seeds"], runs):
-            lines.append(f"{strategy:<10}{seed:>6}" + "".join(f"{acc[c]:>14.3f}" for c in cols))
-        lines.append(f"{strategy:<10}{'mean':>6}" + "".join(f"{report['mean'][strategy][c]:>14.3f}" for c in cols))
-    lines.append("")
+        rows += [(strategy, seed, acc) for seed, acc in zip(report["seeds"], runs)]
+        rows.append((strategy, "mean", report["mean"][strategy]))
+    lines = accuracy_table(rows) + [""]
     lines += [f"[{'ok' if ok else 'FAIL'}] {name} (mean of {len(report['seeds'])} seeds)"
               for name, ok in report["checks"].items()]
     return "\n".join(lines)

@@ -42,7 +42,8 @@ from tqdm.auto import tqdm
 from . import caltech
 from . import camloss as cl
 from .data import DEFAULT_IMAGE_SIZE, SPLITS, SplitData, _check_image_size, load_split
-from .models import OrcaLeopardNet, atomic_write, build_model, evaluating, load_checkpoint, save_checkpoint
+from .models import (OrcaLeopardNet, atomic_write, build_model, evaluating, load_checkpoint, save_checkpoint,
+                     sha256_of)
 
 __all__ = ["Strategy", "STRATEGIES", "TrainConfig", "TrainResult", "train", "evaluate", "evaluate_splits",
            "pick_device", "seed_everything", "load_or_train", "save_result", "DEFAULT_MODELS_DIR"]
@@ -314,11 +315,12 @@ def default_name(config: TrainConfig) -> str:
 
 def save_result(result: TrainResult, out_dir: str | os.PathLike = DEFAULT_MODELS_DIR,
                 name: str | None = None) -> tuple[Path, Path]:
-    """Write ``<name>.pt`` (checkpoint with metadata) and ``<name>.json`` (accuracy per split, config)."""
+    """Write ``<name>.pt`` (checkpoint with metadata) and ``<name>.json`` (accuracy per split, config, the .pt's SHA-256)."""
     out_dir = _check_writable(Path(out_dir))
     name = name or default_name(result.config)
     meta = {"image_size": result.config.image_size, "classes": ["leopard", "orca"], **result.to_json()}
     pt = save_checkpoint(result.model, out_dir / f"{name}.pt", meta)
+    meta["checkpoint_sha256"] = sha256_of(pt)  # what `load_shipped` checks: the JSON vouches for the .pt beside it
     js = atomic_write(out_dir / f"{name}.json", lambda f: f.write((json.dumps(meta, indent=2) + "\n").encode()))
     return pt, js
 

@@ -9,6 +9,7 @@ dates or software versions in the files), so re-running a notebook leaves
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -21,8 +22,10 @@ from .data import CLASSES
 
 __all__ = ["FIGS_DIR", "to_display", "overlay", "show_grid", "save_figure", "image_to_numpy", "save_table", "save_macros"]
 
-#: Where exported figures go (the LaTeX report includes them from here).
-FIGS_DIR = Path(__file__).resolve().parent.parent / "figs"
+#: Where exported figures, tables and results go: ``figs/`` (the LaTeX report includes them from there),
+#: or the folder in the environment variable ``VEX_FIGS_DIR``. The test suite sets it to a temporary
+#: folder (conftest.py), so running the notebooks under pytest never rewrites a tracked file.
+FIGS_DIR = Path(os.environ.get("VEX_FIGS_DIR") or Path(__file__).resolve().parent.parent / "figs")
 
 
 def image_to_numpy(image: torch.Tensor) -> np.ndarray:
