@@ -156,6 +156,22 @@ def test_atomic_write_leaves_the_old_file_and_no_temporary_on_failure(tmp_path):
     assert target.read_bytes() == b'{"v": 1}\n' and [p.name for p in tmp_path.iterdir()] == ["x.json"]
 
 
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_written_files_get_the_umask_mode_not_the_temporary_files(model, tmp_path, umask, mode):
+    """A checkpoint or JSON is as readable as any file the user creates (mkstemp alone would leave 0600)."""
+    import os
+    import stat
+    from utils.models import atomic_write
+    old = os.umask(umask)
+    try:
+        pt = save_checkpoint(model, tmp_path / "m.pt")
+        js = atomic_write(tmp_path / "m.json", lambda f: f.write(b"{}"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(pt.stat().st_mode) == mode and stat.S_IMODE(js.stat().st_mode) == mode
+
+
 # --------------------------------------------------------------------------- the shipped model
 def test_shipped_model_loads_and_its_json_vouches_for_it():
     from utils.models import SHIPPED_DEFAULT, SHIPPED_DIR, load_shipped, sha256_of

@@ -79,6 +79,14 @@ def test_python_is_one_the_project_supports():
     assert sys.version_info >= (3, 10)
 
 
+def test_ci_runs_the_tests_under_another_cpus_arithmetic():
+    """The committed notebook outputs are made natively; CI must fail a notebook whose digits depend on that CPU."""
+    ci = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines()]
+    export = ci.index("export ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41")
+    assert export < ci.index(readme_commands()["test"]), "the setting must be exported before the test command"
+    assert ci.index(readme_commands()["install"]) < export, "the install command runs natively, as a learner's would"
+
+
 def test_readme_quick_tier_is_the_unit_tests_without_notebooks_or_browser():
     text = (ROOT / "README.md").read_text()
     m = re.search(r"<!-- quick-command -->\s*```(?:bash|sh)?\n(.+?)\n```", text, re.S)
@@ -86,3 +94,12 @@ def test_readme_quick_tier_is_the_unit_tests_without_notebooks_or_browser():
     quick = m.group(1).strip()
     assert quick.startswith("python -m pytest tests ") and "--nbval" not in quick and "notebooks" not in quick
     assert "not browser" in quick and "not slow" in quick
+
+
+def test_the_repository_stands_alone():
+    """What a reader needs of the design is in the repository (docs/design.md), not in a team folder beside it."""
+    assert (ROOT / "docs" / "design.md").is_file()
+    assert "docs/design.md" in (ROOT / "README.md").read_text()
+    texts = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "utils").rglob("*.py")]
+    outside = [p.relative_to(ROOT) for p in texts if "../shared" in p.read_text() or "DESIGN.md" in p.read_text()]
+    assert not outside, f"these point to a design document outside the repository: {outside}"

@@ -114,7 +114,7 @@ def test_load_or_train_trains_once_then_loads(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_retraining_the_shipped_model_keeps_the_scenario(tmp_path):
-    """DESIGN section 3 at seed 0, CPU configuration (the script checks 3 seeds).
+    """docs/design.md section 3 at seed 0, CPU configuration (the script checks 3 seeds).
 
     The default model is retrained from scratch with the documented call that makes the
     shipped one (`python -m utils.train default --seed 0 --out models`, here into a

@@ -7,7 +7,7 @@ warm-up), a ratio is computed per repeat, and the median ratio is reported.
 
 Sections:
   * ``data`` — drawing the embedded dataset: 3,000 images at 64 px (target: ≤ 10 s
-    on 2 cores, DESIGN.md section 3), and the same per image at 192 px.
+    on 2 cores, docs/design.md section 3), and the same per image at 192 px.
   * ``methods`` — ratios only, measured side by side in this process on the same
     model (the default course model), batch (32 ``test_iid`` images, 64 px) and
     device: each course method ÷ its pytorch-grad-cam / Captum counterpart; each

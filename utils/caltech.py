@@ -1,4 +1,4 @@
-"""The real data: orcas and leopards from Caltech-256 (DESIGN.md, section 3).
+"""The real data: orcas and leopards from Caltech-256 (docs/design.md, section 3).
 
 Two categories of Caltech-256 (Griffin, Holub & Perona 2007):
 ``129.leopards-101`` (about 190 images) → ``leopard`` (0) and

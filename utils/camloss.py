@@ -1,4 +1,4 @@
-"""CAMLoss: the class activation map as a training signal (DESIGN.md, section 4).
+"""CAMLoss: the class activation map as a training signal (docs/design.md, section 4).
 
 The training images have their animals in the middle, so evidence far from the
 centre is background. CAMLoss adds to the cross-entropy a penalty on the share
@@ -16,8 +16,8 @@ classifier weights ``w``):
   as ``P = Σ K d² / Σ d²``. It sees background evidence whichever logit carries it.
 * ``"positive_cam"``: the true class's CAM after a ReLU, ``P = Σ K M⁺ / Σ M⁺``:
   the original idea. A network can dodge it by routing the background through
-  the *other* class's logit, which this map never sees (DESIGN.md section 4
-  measured ``test_swapped`` 0.00 with it on a prototype).
+  the *other* class's logit, which this map never sees (notebook 05
+  measures ``test_swapped`` 0.000 with it on every seed).
 
 Two schedules: ``"joint"`` (default) adds the penalty at every step;
 ``"alternate"`` is the original project's: even epochs (0, 2, …) train on the

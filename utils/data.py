@@ -1,4 +1,4 @@
-"""The embedded synthetic orca/leopard dataset (DESIGN.md, section 3).
+"""The embedded synthetic orca/leopard dataset (docs/design.md, section 3).
 
 Every image is drawn from scratch from ``(split, index, seed)``: no files, no
 network. A *leopard* is a golden, rosette-spotted cat (body, head with ears,

@@ -1,4 +1,4 @@
-"""The CAMLoss experiment: one configuration chosen by device, and the seed study (DESIGN.md, sections 1 and 4).
+"""The CAMLoss experiment: one configuration chosen by device, and the seed study (docs/design.md, sections 1 and 4).
 
 The same code runs everywhere; only the configuration changes:
 

@@ -1,4 +1,4 @@
-"""The one architecture of the course, and its checkpoints (DESIGN.md, section 2).
+"""The one architecture of the course, and its checkpoints (docs/design.md, section 2).
 
 ``OrcaLeopardNet``: input normalisation → conv blocks (3×3 conv, batch norm,
 ReLU; 2×2 max-pool after every block but the last) → global average pooling →
@@ -141,6 +141,13 @@ def _json_safe(meta: dict[str, Any]) -> dict[str, Any]:
         raise TypeError(f"checkpoint metadata must be JSON-serialisable: {e}") from None
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None],
                  verify: Callable[[Path], None] | None = None) -> Path:
     """Write ``path`` so it appears complete or not at all.
@@ -153,6 +160,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None],
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); the result gets the mode any new file gets here (0666 & ~umask)
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -1,4 +1,4 @@
-"""Check the two properties that define the scenario (DESIGN.md, section 3), with the real training code.
+"""Check the two properties that define the scenario (docs/design.md, section 3), with the real training code.
 
 1. *Shortcut taken*: the ``default`` model reaches >= 0.97 on ``val`` and
    ``test_iid`` and <= 0.70 on ``test_swapped`` (mean over the seeds).

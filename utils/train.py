@@ -1,4 +1,4 @@
-"""One training loop, several strategies (DESIGN.md, sections 2 and 4).
+"""One training loop, several strategies (docs/design.md, sections 2 and 4).
 
 Strategies differ only in their loss and in the training data's background rule:
 

@@ -1,6 +1,6 @@
 """What every explanation method shares: input checks, target resolution, leaving the model as found.
 
-The one API (DESIGN.md, section 2)::
+The one API (docs/design.md, section 2)::
 
     method(model, images, target=None, **options) -> Tensor[N, H, W]
 
