@@ -90,6 +90,11 @@ class OrcaLeopardNet(nn.Module):
         return [m for m in self.features if isinstance(m, nn.Conv2d)][-1]
 
     @property
+    def min_image_size(self) -> int:
+        """The smallest input side: each 2×2 max-pool halves it, and the last block needs at least 1 pixel."""
+        return 2 ** (len(self.widths) - 1)
+
+    @property
     def config(self) -> dict[str, Any]:
         return {"arch": self.arch, "widths": list(self.widths), "num_classes": self.num_classes}
 

@@ -61,17 +61,23 @@ def colab_badge(notebook: str) -> str:
 def setup_cell_source() -> str:
     """The first code cell of every notebook: on Colab, clone and install once; elsewhere nothing."""
     extras = ", ".join(f'"{p}"' for p in colab_requirements())
-    return f"""# Setup. On Colab: fetch the course and install it (once per session). Elsewhere: nothing to do
-# (install the course with the README's command and start Jupyter from the repository).
+    return f"""# Setup. On Colab: fetch the course and install it (once per session; an install that failed half-way is
+# tried again from scratch). Notebooks 01-04 run on a CPU runtime; for 05 choose Runtime > Change runtime
+# type > GPU first. Elsewhere: nothing to do (install the course with the README's command and start
+# Jupyter from the repository).
 import os
+import shutil
 import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    if not os.path.isdir("/content/course"):
+    if not os.path.isfile("/content/course/.installed"):
+        shutil.rmtree("/content/course", ignore_errors=True)
         subprocess.run(["git", "clone", "--depth", "1", "{repository_url()}.git", "/content/course"], check=True)
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", {extras}], check=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", "/content/course"], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e",
+                        "/content/course"], check=True)
+        open("/content/course/.installed", "w").close()  # written only once everything above succeeded
     sys.path.insert(0, "/content/course")
     os.chdir("/content/course/notebooks")"""
 

@@ -13,6 +13,7 @@ The one API (docs/design.md, section 2)::
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Iterator, Sequence
 
 import torch
@@ -45,12 +46,29 @@ def check_images(model: nn.Module, images: object) -> torch.Tensor:
     if images.shape[1] != 3:
         raise ValueError(f"images must have 3 colour channels in dimension 1; got shape {list(images.shape)} "
                          f"(channels last? use images.permute(0, 3, 1, 2))")
+    h, w = images.shape[-2:]
+    if min(h, w) == 0:
+        raise ValueError(f"images are {h}×{w} pixels: empty; pass images with at least one pixel per side")
+    smallest = getattr(model, "min_image_size", 1)
+    if min(h, w) < smallest:
+        raise ValueError(f"images are {h}×{w} pixels; this model needs at least {smallest}×{smallest} "
+                         f"(it halves the side {smallest.bit_length() - 1} times); resize them, "
+                         f"e.g. torch.nn.functional.interpolate(images, size=64)")
     param = next(iter(model.parameters()), None)
     if param is not None and param.device != images.device:
         raise ValueError(f"images are on {images.device} but the model is on {param.device}; "
                          f"move them with images.to({str(param.device)!r})")
+    if param is not None and param.dtype != images.dtype:
+        raise TypeError(f"images are {images.dtype} but the model's weights are {param.dtype}; "
+                        f"convert them with images.to({param.dtype})")
+    finite = torch.isfinite(images.detach())
+    if not bool(finite.all()):
+        first = int((~finite).flatten(1).any(1).nonzero()[0])
+        raise ValueError(f"images contain {int((~finite).sum())} NaN or infinite values (first in image {first}); "
+                         f"every map would be NaN or meaningless: fix the loading or preprocessing "
+                         f"(torch.nan_to_num replaces them)")
     if expects_unit_range(model):
-        lo, hi = (float(v) for v in torch.aminmax(images))
+        lo, hi = (float(v) for v in torch.aminmax(images.detach()))
         if lo < 0.0 or hi > 1.0:
             raise ValueError(f"images must be in [0, 1] (the model normalises them itself); got values in "
                              f"[{lo:.3g}, {hi:.3g}] — pass raw images, not normalised ones")
@@ -66,6 +84,9 @@ def target_indices(target: Target, n: int, device: torch.device | str = "cpu") -
     t = torch.as_tensor(target, device=device)
     if t.is_floating_point() or t.dtype == torch.bool:
         raise TypeError(f"target must hold integer class indices; got dtype {t.dtype}")
+    if t.dim() > 1:
+        raise ValueError(f"target must be an int or a 1-D sequence of N ints; got shape {list(t.shape)} "
+                         f"(labels of shape [N, 1]? use labels.squeeze(1))")
     t = t.long().reshape(-1)
     if t.numel() == 1:
         t = t.expand(n).clone()
@@ -85,6 +106,15 @@ def resolve_target(target: Target, logits: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"target {bad} is out of range for a model with {num_classes} classes "
                          f"(valid: 0..{num_classes - 1})")
     return t
+
+
+def check_finite_number(name: str, value: object, hint: str) -> float:
+    """A real, finite number (not a bool) as a float; else TypeError/ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number ({hint}); got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number ({hint}); got {value!r}")
+    return float(value)
 
 
 def check_positive_int(name: str, value: object) -> int:

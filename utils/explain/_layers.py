@@ -71,4 +71,7 @@ def spatial(name: str, t: torch.Tensor) -> torch.Tensor:
         shape = list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
         raise ValueError(f"layer {name} has no spatial output [N, C, h, w] (got {shape}); "
                          f"pick a convolutional layer")
+    if t.shape[-2] * t.shape[-1] == 1:
+        raise ValueError(f"layer {name} has a 1×1 output: a map from it is one number, the same everywhere; "
+                         f"pick a convolutional layer before the pooling (or use larger images)")
     return t

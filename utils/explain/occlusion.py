@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import Target, check_images, check_positive_int, model_state_preserved, resolve_target
+from ._common import (Target, check_finite_number, check_images, check_positive_int, expects_unit_range,
+                      model_state_preserved, resolve_target)
 
 __all__ = ["occlusion", "count_windows", "fill_images"]
 
@@ -93,6 +94,12 @@ def occlusion(model: nn.Module, images: torch.Tensor, target: Target = None, *,
     if sh > ph or sw > pw:
         raise ValueError(f"stride {sh}×{sw} is larger than the patch {ph}×{pw}: pixels between windows "
                          f"would never be occluded; use stride <= patch")
+    if not isinstance(fill, str):
+        value = check_finite_number("fill", fill, "a pixel value, or 'mean' or 'blur'")
+        if expects_unit_range(model) and not 0.0 <= value <= 1.0:
+            raise ValueError(f"fill {value:g} is outside [0, 1], the range of the images this model takes: the "
+                             f"windows would show it pixels it never sees; use a value in [0, 1] (0.5 = grey), "
+                             f"'mean' or 'blur'")
     base = fill_images(images, fill, (ph, pw))
 
     # one boolean mask per window position: [W, 1, H, W]

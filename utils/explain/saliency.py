@@ -23,7 +23,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ._common import Target, check_images, check_positive_int, model_state_preserved, resolve_target, target_indices
+from ._common import (Target, check_finite_number, check_images, check_positive_int, model_state_preserved,
+                      resolve_target, target_indices)
 
 __all__ = ["saliency", "smoothgrad", "input_gradients"]
 
@@ -95,7 +96,8 @@ def smoothgrad(model: nn.Module, images: torch.Tensor, target: Target = None, *,
     _check_options(score, reduce)
     check_positive_int("n_samples", n_samples)
     check_positive_int("batch_size", batch_size)
-    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or noise < 0:
+    noise = check_finite_number("noise", noise, "σ as a fraction of the input range, e.g. 0.15")
+    if noise < 0:
         raise ValueError(f"noise must be a number >= 0 (σ as a fraction of the input range); got {noise!r}")
     n = images.shape[0]
     total = torch.zeros_like(images)
