@@ -14,7 +14,9 @@ returns logits and last features from one pass (what CAMLoss trains with).
 
 Checkpoints are a plain dict of tensors and JSON-like metadata, written
 atomically (temporary file, verified with ``torch.load(weights_only=True)``,
-then renamed) and read back with ``weights_only=True``.
+then renamed, with the umask's file mode) and read back with ``weights_only=True``.
+:func:`load_shipped` reads the model notebooks 01-04 explain, committed under
+``models/`` with its SHA-256 in the JSON beside it.
 """
 from __future__ import annotations
 
