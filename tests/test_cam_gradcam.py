@@ -251,13 +251,3 @@ def test_cam_needs_a_gap_linear_head(images):
                          nn.Linear(4, 2))
     with pytest.raises(ValueError, match="not linear\\(global average pool"):
         cam(fake, images[:1])
-
-
-@pytest.mark.parametrize("method", [cam, gradcam])
-def test_bad_images_and_options(method, model, images):
-    with pytest.raises(ValueError, match=r"\[N, 3, H, W\]"):
-        method(model, images[0])
-    with pytest.raises(ValueError, match="resolution must be"):
-        method(model, images, resolution="native")
-    with pytest.raises(TypeError, match="layer must be"):
-        gradcam(model, images, layer=3)

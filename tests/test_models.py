@@ -156,7 +156,6 @@ def test_atomic_write_leaves_the_old_file_and_no_temporary_on_failure(tmp_path):
     assert target.read_bytes() == b'{"v": 1}\n' and [p.name for p in tmp_path.iterdir()] == ["x.json"]
 
 
-
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
 def test_written_files_get_the_umask_mode_not_the_temporary_files(model, tmp_path, umask, mode):
     """A checkpoint or JSON is as readable as any file the user creates (mkstemp alone would leave 0600)."""

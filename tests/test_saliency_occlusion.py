@@ -190,60 +190,9 @@ def test_model_state_unchanged_also_after_an_error(method, images):
     assert torch.equal(model.features[1].running_mean, torch.zeros(16))
 
 
-# ------------------------------------------------------------------ bad input
-@pytest.mark.parametrize("method", [saliency, smoothgrad, occlusion])
-@pytest.mark.parametrize("bad, exc, words", [
-    (lambda x: x[0], ValueError, r"\[N, 3, H, W\].*unsqueeze\(0\)"),
-    (lambda x: x[:, :1], ValueError, "3 colour channels"),
-    (lambda x: x.permute(0, 2, 3, 1), ValueError, "3 colour channels.*channels last"),
-    (lambda x: (x * 255).to(torch.uint8), TypeError, "float tensor.*divide uint8 images by 255"),
-    (lambda x: (x - 0.5) / 0.25, ValueError, r"must be in \[0, 1\].*not normalised ones"),
-    (lambda x: x[:0], ValueError, "empty batch"),
-    (lambda x: x.numpy(), TypeError, "torch.Tensor"),
-])
-def test_bad_images(method, bad, exc, words, model, images):
-    with pytest.raises(exc, match=words):
-        method(model, bad(images[:2]))
-
-
-@pytest.mark.parametrize("target, exc, words", [
-    (2, ValueError, "target 2 is out of range for a model with 2 classes"),
-    (-1, ValueError, "target -1 is out of range"),
-    ([0, 1, 1], ValueError, "target has 3 entries for 2 images"),
-    (0.5, TypeError, "integer class indices"),
-    (True, TypeError, "got a bool"),
-])
-def test_bad_targets(target, exc, words, model, images):
-    with pytest.raises(exc, match=words):
-        saliency(model, images[:2], target)
-
-
+# ------------------------------------------------------------------ target forms (bad inputs: tests/test_bad_inputs.py)
 def test_target_forms_agree(model, images):
     x = images[:2]
     a = saliency(model, x, 1)
     assert torch.equal(a, saliency(model, x, [1, 1]))
     assert torch.equal(a, saliency(model, x, torch.tensor([1, 1])))
-
-
-@pytest.mark.parametrize("kwargs, exc, words", [
-    (dict(patch=80), ValueError, r"patch 80×80 is larger than the images \(64×64\)"),
-    (dict(stride=0), ValueError, "stride must be > 0"),
-    (dict(patch=8, stride=12), ValueError, "stride 12×12 is larger than the patch"),
-    (dict(fill="noise"), ValueError, "fill must be a number, 'mean' or 'blur'"),
-    (dict(fill=None), TypeError, "fill must be a number"),
-    (dict(batch_size=0), ValueError, "batch_size must be > 0"),
-])
-def test_bad_occlusion_options(kwargs, exc, words, model, images):
-    with pytest.raises(exc, match=words):
-        occlusion(model, images[:1], **kwargs)
-
-
-@pytest.mark.parametrize("kwargs, words", [
-    (dict(n_samples=0), "n_samples must be > 0"),
-    (dict(noise=-0.1), "noise must be a number >= 0"),
-    (dict(score="softmax"), "score must be 'logit' or 'probability'"),
-    (dict(reduce="sum"), "reduce must be 'max'"),
-])
-def test_bad_smoothgrad_options(kwargs, words, model, images):
-    with pytest.raises(ValueError, match=words):
-        smoothgrad(model, images[:1], **kwargs)

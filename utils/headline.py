@@ -20,30 +20,32 @@ import sys
 from .scenario import accuracy_table
 from .train import STRATEGIES, load_or_train, pick_device
 
-__all__ = ["headline"]
+__all__ = ["headline", "HEADLINE_STRATEGIES"]
+
+#: The models the headline compares: the shortcut, the method, the ceiling.
+HEADLINE_STRATEGIES = ("default", "camloss", "oracle")
 
 
-def headline(seed: int = 0, strategies: tuple[str, ...] = ("default", "camloss", "oracle"),
+def headline(seed: int = 0, strategies: tuple[str, ...] = HEADLINE_STRATEGIES,
              progress: bool = False) -> dict[str, dict[str, float]]:
-    """Accuracy per split of each strategy's model at ``seed`` (CPU configuration, 64 px)."""
-    unknown = [s for s in strategies if s not in STRATEGIES]
-    if unknown:
-        raise ValueError(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
+    """Accuracy per split of each strategy's model at ``seed`` (CPU configuration, 64 px).
+
+    An unknown strategy is refused by :class:`~utils.train.TrainConfig` with the list of valid ones.
+    """
     return {s: load_or_train(s, seed=seed, progress=progress)[1]["accuracy"] for s in strategies}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m utils.headline", description=__doc__.split("\n\n")[0])
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    p.add_argument("--strategies", nargs="+", default=["default", "camloss", "oracle"], choices=list(STRATEGIES))
+    p.add_argument("--strategies", nargs="+", default=list(HEADLINE_STRATEGIES), choices=list(STRATEGIES))
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     print(f"training (or loading from data/models/) {', '.join(args.strategies)} at seed {args.seed} "
           f"on {pick_device()} ...", file=sys.stderr, flush=True)
     results = headline(args.seed, tuple(args.strategies), progress=not args.quiet)
     print("\n".join(accuracy_table([(s, args.seed, acc) for s, acc in results.items()])))
-    if "test_swapped" in next(iter(results.values())):
-        print("\ntest_swapped = leopards at sea, orcas on land: the background misleads; 0.5 is chance.")
+    print("\ntest_swapped = leopards at sea, orcas on land: the background misleads; 0.5 is chance.")
     return 0
 
 
