@@ -31,19 +31,40 @@ def test_kernel_width():
         inverted_gaussian_kernel(8, 8, 0.0)
 
 
-@pytest.mark.parametrize("map", ["decision", "positive_cam"])
-def test_penalty_is_scale_invariant_and_prefers_the_centre(map):
+@pytest.mark.parametrize("map, mass", [("decision", "squared"), ("decision", "abs"), ("positive_cam", "squared")])
+def test_penalty_is_scale_invariant_and_prefers_the_centre(map, mass):
     k = inverted_gaussian_kernel(8, 8, 0.2)
     torch.manual_seed(0)
     m = torch.rand(3, 8, 8)
-    p = penalty(m, k, map)
-    assert torch.allclose(penalty(m * 37.0, k, map), p, atol=1e-6)
+    p = penalty(m, k, map, mass)
+    assert torch.allclose(penalty(m * 37.0, k, map, mass), p, atol=1e-6)
     if map == "decision":
-        assert torch.allclose(penalty(-m, k, map), p, atol=1e-6)  # the sign of the decision map does not matter
+        assert torch.allclose(penalty(-m, k, map, mass), p, atol=1e-6)  # the sign of the decision map does not matter
     centre, border = torch.zeros(1, 8, 8), torch.zeros(1, 8, 8)
     centre[0, 3:5, 3:5] = 1.0
     border[0, 0, :] = 1.0
-    assert penalty(centre, k, map) < 0.2 < penalty(border, k, map) < 1.0
+    assert penalty(centre, k, map, mass) < 0.2 < penalty(border, k, map, mass) < 1.0
+
+
+def test_abs_mass_counts_what_global_average_pooling_sums():
+    """One strong animal cell (d = 8) against 20 weak background cells (d = 1 each).
+
+    GAP sums d linearly: the background carries 20 / 28 of the decision. The |d| share off-centre says so
+    (≈ 0.7 of the kernel's weight there); the d² share (20 / 84) calls the same map mostly central.
+    """
+    d = torch.zeros(1, 8, 8)
+    d[0, 3, 3] = 8.0
+    border = torch.tensor([(0, j) for j in range(8)] + [(7, j) for j in range(8)] + [(i, 0) for i in (2, 3, 4, 5)])
+    d[0, border[:, 0], border[:, 1]] = 1.0
+    k = inverted_gaussian_kernel(8, 8, 0.3)
+    background_share_of_logit = float(d[0, border[:, 0], border[:, 1]].sum() / d.sum())
+    assert math.isclose(background_share_of_logit, 20 / 28, rel_tol=1e-6)
+    k_border = float(k[border[:, 0], border[:, 1]].mean())
+    expected_abs = (20 * k_border + 8 * float(k[3, 3])) / 28
+    expected_sq = (20 * k_border + 64 * float(k[3, 3])) / 84
+    assert math.isclose(float(penalty(d, k, "decision", "abs")), expected_abs, rel_tol=1e-5)
+    assert math.isclose(float(penalty(d, k, "decision", "squared")), expected_sq, rel_tol=1e-5)
+    assert float(penalty(d, k, "decision", "abs")) > 0.5 > 0.3 > float(penalty(d, k, "decision", "squared"))
 
 
 def test_maps_from_features_and_weights():
@@ -65,8 +86,11 @@ def test_one_forward_pass_and_the_gradient_reaches_the_conv_weights():
     calls = []
     model.features.register_forward_hook(lambda *a: calls.append(1))
     x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 0, 1])
-    loss, logits = T.STRATEGIES["camloss"].loss(model, x, y, {"lam": 10.0, "sigma": 0.2, "map": "decision"})
-    assert len(calls) == 1 and logits.shape == (4, 2)
+    loss, logits, parts = T.STRATEGIES["camloss"].loss(model, x, y, {"lam": 10.0, "sigma": 0.2, "map": "decision"})
+    assert len(calls) == 1 and logits.shape == (4, 2) and set(parts) == {"ce", "penalty"}
+    calls.clear()  # the default strategy records the same parts, from its one forward pass
+    _, _, parts = T.STRATEGIES["default"].loss(model, x, y, {"epoch": 0})
+    assert len(calls) == 1 and set(parts) == {"ce", "penalty"} and 0 <= parts["penalty"] < 1
     # the penalty alone (no cross-entropy) moves the first convolution
     logits, feats = model.forward_with_features(x)
     _, parts = camloss(logits, feats, y, model.classifier.weight)
@@ -101,6 +125,10 @@ def test_bad_schedule():
         check_options(1.0, 0.2, "decision", "mixed")
     with pytest.raises(ValueError, match="schedule must be one of"):
         T.TrainConfig(strategy="camloss", extra={"schedule": "mixed"})
+    with pytest.raises(ValueError, match="mass must be one of .*'abs', 'squared'.*got 'cube'"):
+        T.TrainConfig(strategy="camloss", extra={"mass": "cube"})
+    with pytest.raises(ValueError, match="arch must be one of .*'course', 'local'.*got 'bagnet'"):
+        T.TrainConfig(strategy="camloss", arch="bagnet")
 
 
 def test_alternate_schedule_is_cross_entropy_then_penalty_only():
@@ -116,25 +144,33 @@ def test_alternate_schedule_is_cross_entropy_then_penalty_only():
     assert math.isclose(float(joint), parts["ce"] + 4.0 * parts["penalty"], rel_tol=1e-6)
 
 
-def test_saved_camloss_configs_from_before_the_schedule_option_still_match():
-    cfg = T.TrainConfig(strategy="camloss")
-    old = cfg.to_dict()
-    old["extra"] = {k: v for k, v in old["extra"].items() if k != "schedule"}
-    assert cfg.same_model_as(old)
-    assert not T.TrainConfig(strategy="camloss", extra={"schedule": "alternate"}).same_model_as(old)
+def test_saved_camloss_configs_from_before_the_later_options_still_match():
+    """A config saved before ``schedule``, ``mass`` and ``arch`` existed was trained joint, d², course model."""
+    first = T.TrainConfig(strategy="camloss", arch="course", epochs=6,
+                          extra={"schedule": "joint", "mass": "squared"})
+    old = first.to_dict()
+    del old["arch"]
+    old["extra"] = {k: v for k, v in old["extra"].items() if k not in ("schedule", "mass")}
+    assert first.same_model_as(old)
+    for other in ({"arch": "local"}, {"extra": {"schedule": "alternate", "mass": "squared"}},
+                  {"extra": {"schedule": "joint", "mass": "abs"}}):
+        changed = {"arch": "course", "epochs": 6, "extra": {"schedule": "joint", "mass": "squared"}, **other}
+        assert not T.TrainConfig(strategy="camloss", **changed).same_model_as(old), other
 
 
 def test_camloss_strategy_trains_deterministically_and_records_its_options(tmp_path, capsys):
     tiny = dict(strategy="camloss", epochs=1, n_train=64, n_eval=16, image_size=32, widths=(4, 8), batch_size=32)
     a = T.train(T.TrainConfig(**tiny, extra={"lam": 5.0}), progress=False)
     b = T.train(T.TrainConfig(**tiny, extra={"lam": 5.0}), progress=False)
-    assert a.config.extra == {"lam": 5.0, "sigma": 0.3, "map": "decision", "schedule": "joint"}
+    assert a.config.extra == {**T.STRATEGIES["camloss"].defaults, "lam": 5.0}
+    assert a.config.arch == T.STRATEGIES["camloss"].config_defaults["arch"]
     assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
     assert T.main(["camloss", "--epochs", "1", "--n-train", "64", "--image-size", "32", "--lam", "3",
-                   "--sigma", "0.3", "--map", "positive_cam", "--schedule", "alternate", "--out", str(tmp_path),
-                   "--quiet"]) == 0
+                   "--sigma", "0.3", "--map", "positive_cam", "--schedule", "alternate", "--mass", "squared",
+                   "--arch", "course", "--out", str(tmp_path), "--quiet"]) == 0
     cfg = json.loads((tmp_path / "camloss_seed0.json").read_text())["config"]
-    assert cfg["extra"] == {"lam": 3.0, "sigma": 0.3, "map": "positive_cam", "schedule": "alternate"}
+    assert cfg["extra"] == {"lam": 3.0, "sigma": 0.3, "map": "positive_cam", "schedule": "alternate", "mass": "squared"}
+    assert cfg["arch"] == "course" and cfg["epochs"] == 1
     assert "lam=3.0" in capsys.readouterr().err
 
 

@@ -4,7 +4,8 @@ import argparse
 import pytest
 import torch
 
-from utils.models import (CheckpointError, OrcaLeopardNet, build_model, load_checkpoint, save_checkpoint)
+from utils.models import (CheckpointError, OrcaLeopardNet, build_model, load_checkpoint, local_kernels,
+                          save_checkpoint)
 
 
 @pytest.fixture
@@ -62,6 +63,30 @@ def test_other_widths_round_trip(tmp_path):
     m = OrcaLeopardNet(widths=(8, 8, 16))
     loaded, _ = load_checkpoint(save_checkpoint(m, tmp_path / "small.pt"))
     assert loaded.widths == (8, 8, 16)
+
+
+def test_local_architecture_sees_a_10_pixel_patch_and_keeps_the_cam_exact(tmp_path):
+    """kernel_sizes (3, 1, 1, 1): a last-layer cell depends on exactly its 10×10 input patch (computed, not assumed)."""
+    torch.manual_seed(0)
+    m = OrcaLeopardNet(kernel_sizes=local_kernels(4)).eval()
+    assert m.receptive_field == 10 and OrcaLeopardNet().receptive_field == 38
+    x = torch.rand(1, 3, 64, 64, requires_grad=True)
+    logits, f = m.forward_with_features(x)
+    f[0, :, 3, 3].sum().backward()
+    rows, cols = torch.nonzero(x.grad.abs().sum(1)[0], as_tuple=True)
+    assert (int(rows.max() - rows.min()) + 1, int(cols.max() - cols.min()) + 1) == (10, 10)
+    assert 24 - 1 <= int(rows.min()) and int(rows.max()) <= 31 + 1  # cell (3, 3) covers pixels 24..31, plus one each side
+    cams = torch.einsum("ck,nkhw->nchw", m.classifier.weight, f.detach())
+    assert torch.allclose(cams.mean((2, 3)) + m.classifier.bias, logits.detach(), atol=1e-5)
+    loaded, _ = load_checkpoint(save_checkpoint(m, tmp_path / "local.pt"))
+    assert loaded.kernel_sizes == (3, 1, 1, 1) and torch.equal(loaded(x.detach()), m(x.detach()))
+    assert "kernel_sizes" not in OrcaLeopardNet().config  # the course model's checkpoints keep their old form
+
+
+@pytest.mark.parametrize("kernels", [(3, 1), (3, 2, 1, 1), (3, 0, 1, 1)])
+def test_bad_kernel_sizes(kernels):
+    with pytest.raises(ValueError, match="kernel_sizes must give one odd size per block"):
+        OrcaLeopardNet(kernel_sizes=kernels)
 
 
 def test_missing_file(tmp_path):

@@ -20,6 +20,21 @@ def test_tiny_training_run():
     assert r.device == "cpu" and not r.model.training
 
 
+def test_history_records_each_epoch_and_its_last_row_is_the_final_accuracy():
+    r = T.train(T.TrainConfig(strategy="camloss", **{**TINY, "epochs": 2}, extra={"schedule": "alternate"}),
+                progress=False)
+    assert [h["epoch"] for h in r.history] == [1, 2]
+    for h in r.history:
+        assert {"loss", "ce", "penalty", "train_acc", "val", "test_swapped", "seconds"} <= set(h)
+        assert h["ce"] > 0 and 0 <= h["penalty"] < 1
+    assert r.history[0]["loss"] == r.history[0]["ce"]  # epoch 1 of the alternate schedule: cross-entropy only
+    lam = r.config.extra["lam"]
+    assert abs(r.history[1]["loss"] - lam * r.history[1]["penalty"]) < lam * 1e-4  # epoch 2: λ·P only
+    last = r.history[-1]
+    assert (last["val"], last["test_swapped"]) == (r.accuracy["val"], r.accuracy["test_swapped"])
+    assert json.loads(json.dumps(r.to_json()))["history"] == r.history
+
+
 def test_training_is_deterministic_and_seeded():
     a = T.train(T.TrainConfig(**TINY, seed=1), progress=False).model.state_dict()
     b = T.train(T.TrainConfig(**TINY, seed=1), progress=False).model.state_dict()

@@ -13,7 +13,11 @@ classifier weights ``w``):
 
 * ``"decision"`` (default): ``d = (w_y − w̄_other) · f``, the evidence for the
   true class *against* the others (for two classes, ``w_y − w_other``), penalised
-  as ``P = Σ K d² / Σ d²``. It sees background evidence whichever logit carries it.
+  as ``P = Σ K m / Σ m`` with the mass ``m = |d|`` (``mass="abs"``) or ``d²``
+  (``mass="squared"``, the first formulation). It sees background evidence
+  whichever logit carries it. Global average pooling sums ``d`` linearly, so
+  ``|d|`` is the share of the decision each cell carries; with ``d²`` many weak
+  background cells can outvote one strong animal cell while the penalty looks small.
 * ``"positive_cam"``: the true class's CAM after a ReLU, ``P = Σ K M⁺ / Σ M⁺``:
   the original idea. A network can dodge it by routing the background through
   the *other* class's logit, which this map never sees (notebook 05
@@ -22,6 +26,10 @@ classifier weights ``w``):
 Two schedules: ``"joint"`` (default) adds the penalty at every step;
 ``"alternate"`` is the original project's: even epochs (0, 2, …) train on the
 cross-entropy only, odd epochs on ``λ · P`` only.
+
+The functions' keyword defaults are the first formulation (``mass="squared"``,
+``schedule="joint"``). Which mass, map, schedule and architecture the camloss
+strategy trains with by default (``utils.train.STRATEGIES``) was chosen by ``python -m utils.camloss_search`` (results in ``results/camloss_search.jsonl``).
 
 Both penalties lie in [0, 1) and are unchanged when the map is multiplied by a
 positive constant (the decision map also by a negative one), so the network
@@ -32,16 +40,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["MAPS", "SCHEDULES", "inverted_gaussian_kernel", "inverted_gaussian", "decision_map", "positive_cam", "penalty", "camloss",
+__all__ = ["MAPS", "SCHEDULES", "MASSES", "inverted_gaussian_kernel", "inverted_gaussian", "decision_map", "positive_cam", "penalty", "camloss",
            "check_options"]
 
 MAPS = ("decision", "positive_cam")
 SCHEDULES = ("joint", "alternate")
+MASSES = ("abs", "squared")
 EPS = 1e-12
 
 
-def check_options(lam: float, sigma: float, map: str, schedule: str = "joint") -> None:
-    """Reject a bad λ, σ, map or schedule name with a message that names it."""
+def check_options(lam: float, sigma: float, map: str, schedule: str = "joint", mass: str = "squared") -> None:
+    """Reject a bad λ, σ, map, schedule or mass name with a message that names it."""
     for name, value in (("lam", lam), ("sigma", sigma)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(f"{name} must be a number; got {type(value).__name__}")
@@ -53,6 +62,8 @@ def check_options(lam: float, sigma: float, map: str, schedule: str = "joint") -
         raise ValueError(f"map must be one of {MAPS}; got {map!r}")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}; got {schedule!r}")
+    if mass not in MASSES:
+        raise ValueError(f"mass must be one of {MASSES}; got {mass!r}")
 
 
 def inverted_gaussian_kernel(height: int, width: int, sigma: float = 0.2,
@@ -82,25 +93,34 @@ def positive_cam(features: torch.Tensor, weight: torch.Tensor, labels: torch.Ten
     return F.relu(torch.einsum("nk,nkhw->nhw", weight[labels], features))
 
 
-def penalty(maps: torch.Tensor, kernel: torch.Tensor, map: str = "decision") -> torch.Tensor:
-    """Per image, the kernel-weighted share of the map's mass: ``Σ K·m / Σ m`` with ``m = d²`` or ``M⁺``."""
-    mass = maps * maps if map == "decision" else maps.clamp(min=0)
-    return (mass * kernel).sum((1, 2)) / (mass.sum((1, 2)) + EPS)
+def penalty(maps: torch.Tensor, kernel: torch.Tensor, map: str = "decision", mass: str = "squared") -> torch.Tensor:
+    """Per image, the kernel-weighted share of the map's mass: ``Σ K·m / Σ m``.
+
+    ``m`` is ``|d|`` or ``d²`` (``mass``) for the decision map, ``M⁺`` for the positive CAM (``mass`` does not apply).
+    """
+    if map != "decision":
+        m = maps.clamp(min=0)
+    else:
+        m = maps.abs() if mass == "abs" else maps * maps
+    return (m * kernel).sum((1, 2)) / (m.sum((1, 2)) + EPS)
 
 
 def camloss(logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, *,
-            lam: float = 10.0, sigma: float = 0.3, map: str = "decision", schedule: str = "joint", epoch: int = 0
-            ) -> tuple[torch.Tensor, dict[str, float]]:
+            lam: float = 10.0, sigma: float = 0.3, map: str = "decision", schedule: str = "joint",
+            mass: str = "squared", epoch: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
     """``CE + λ · mean P`` from one forward pass's logits and last features; also returns both parts as floats.
+
+    The keyword defaults here are the first formulation's; what ``python -m utils.train camloss`` trains
+    with is ``utils.train.STRATEGIES["camloss"]`` (its ``defaults`` and ``config_defaults``).
 
     With ``schedule="alternate"`` the loss is ``CE`` in even epochs and ``λ · mean P`` in odd ones.
     """
-    check_options(lam, sigma, map, schedule)
+    check_options(lam, sigma, map, schedule, mass)
     ce = F.cross_entropy(logits, labels)
     build = decision_map if map == "decision" else positive_cam
     kernel = inverted_gaussian_kernel(features.shape[2], features.shape[3], sigma, features.device)
     with torch.autocast(features.device.type, enabled=False):  # the ratio in float32, also under mixed precision
-        pen = penalty(build(features.float(), weight.float(), labels), kernel, map).mean()
+        pen = penalty(build(features.float(), weight.float(), labels), kernel, map, mass).mean()
     if schedule == "alternate":
         loss = ce if epoch % 2 == 0 else lam * pen
     else:

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 __all__ = ["OrcaLeopardNet", "build_model", "save_checkpoint", "load_checkpoint", "CheckpointError", "evaluating",
-           "atomic_write", "sha256_of", "load_shipped", "SHIPPED_DIR", "SHIPPED_DEFAULT",
+           "atomic_write", "sha256_of", "local_kernels", "load_shipped", "SHIPPED_DIR", "SHIPPED_DEFAULT",
            "IMAGENET_MEAN", "IMAGENET_STD", "CHECKPOINT_FORMAT"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -62,23 +62,31 @@ class OrcaLeopardNet(nn.Module):
 
     ``widths`` are the channels of the conv blocks; with 4 blocks the feature
     map is 1/8 of the input side (8×8 at 64 px, 24×24 at 192 px).
+    ``kernel_sizes`` (odd, one per block; default 3 everywhere) set each block's
+    convolution: ``local_kernels(len(widths))`` keeps 3×3 in the first block and
+    1×1 after it, so a last-layer cell sees only a 10-pixel patch of the image
+    (a BagNet-like receptive field, Brendel & Bethge 2019; what CAMLoss trains, docs/design.md §4).
     """
 
     arch = "OrcaLeopardNet"
 
-    def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 128), num_classes: int = 2):
+    def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 128), num_classes: int = 2,
+                 kernel_sizes: tuple[int, ...] | None = None):
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if not widths or min(widths) < 1:
             raise ValueError(f"widths must be a non-empty tuple of positive ints; got {widths}")
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2; got {num_classes}")
-        self.widths, self.num_classes = widths, int(num_classes)
+        kernels = (3,) * len(widths) if kernel_sizes is None else tuple(int(k) for k in kernel_sizes)
+        if len(kernels) != len(widths) or any(k < 1 or k % 2 == 0 for k in kernels):
+            raise ValueError(f"kernel_sizes must give one odd size per block ({len(widths)} blocks); got {kernel_sizes}")
+        self.widths, self.num_classes, self.kernel_sizes = widths, int(num_classes), kernels
         self.normalize = Normalize()
         layers: list[nn.Module] = []
         c_in = 3
-        for i, w in enumerate(widths):
-            layers += [nn.Conv2d(c_in, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=False)]
+        for i, (w, k) in enumerate(zip(widths, kernels)):
+            layers += [nn.Conv2d(c_in, w, k, padding=k // 2, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=False)]
             if i < len(widths) - 1:
                 layers.append(nn.MaxPool2d(2))
             c_in = w
@@ -97,8 +105,22 @@ class OrcaLeopardNet(nn.Module):
         return 2 ** (len(self.widths) - 1)
 
     @property
+    def receptive_field(self) -> int:
+        """The side, in input pixels, of the patch one last-layer cell sees (what CAMLoss's centre prior relies on)."""
+        size, jump = 1, 1
+        for m in self.features:
+            if isinstance(m, (nn.Conv2d, nn.MaxPool2d)):
+                k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+                s = m.stride if isinstance(m.stride, int) else m.stride[0]
+                size, jump = size + (k - 1) * jump, jump * s
+        return size
+
+    @property
     def config(self) -> dict[str, Any]:
-        return {"arch": self.arch, "widths": list(self.widths), "num_classes": self.num_classes}
+        config = {"arch": self.arch, "widths": list(self.widths), "num_classes": self.num_classes}
+        if any(k != 3 for k in self.kernel_sizes):  # checkpoints of the 3×3 course model keep their old form
+            config["kernel_sizes"] = list(self.kernel_sizes)
+        return config
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         """Last conv features ``[N, K, h, w]`` of images ``[N, 3, H, W]`` in ``[0, 1]``."""
@@ -133,8 +155,15 @@ def build_model(config: dict[str, Any] | None = None) -> OrcaLeopardNet:
     arch = config.pop("arch", OrcaLeopardNet.arch)
     if arch != OrcaLeopardNet.arch:
         raise ValueError(f"unknown architecture {arch!r}; this course has only {OrcaLeopardNet.arch!r}")
+    kernels = config.get("kernel_sizes")
     return OrcaLeopardNet(widths=tuple(config.get("widths", (16, 32, 64, 128))),
-                          num_classes=config.get("num_classes", 2))
+                          num_classes=config.get("num_classes", 2),
+                          kernel_sizes=None if kernels is None else tuple(kernels))
+
+
+def local_kernels(blocks: int) -> tuple[int, ...]:
+    """3×3 in the first block, 1×1 after it: the receptive-field-limited variant (``arch="local"`` in training)."""
+    return (3,) + (1,) * (blocks - 1)
 
 
 class CheckpointError(ValueError):

@@ -42,10 +42,10 @@ from tqdm.auto import tqdm
 from . import caltech
 from . import camloss as cl
 from .data import DEFAULT_IMAGE_SIZE, SPLITS, SplitData, _check_image_size, load_split
-from .models import (OrcaLeopardNet, atomic_write, build_model, evaluating, load_checkpoint, save_checkpoint,
-                     sha256_of)
+from .models import (OrcaLeopardNet, atomic_write, build_model, evaluating, load_checkpoint, local_kernels,
+                     save_checkpoint, sha256_of)
 
-__all__ = ["Strategy", "STRATEGIES", "TrainConfig", "TrainResult", "train", "evaluate", "evaluate_splits",
+__all__ = ["Strategy", "STRATEGIES", "ARCHS", "TrainConfig", "TrainResult", "train", "evaluate", "evaluate_splits",
            "pick_device", "seed_everything", "load_or_train", "save_result", "DEFAULT_MODELS_DIR"]
 
 #: Where trained models live (git-ignored): ``data/models/<name>.pt`` and ``.json``.
@@ -53,21 +53,41 @@ DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
 #: ``synthetic``: the embedded dataset (``utils.data``); ``caltech256``: the real photos (``utils.caltech``).
 DATASETS: dict[str, tuple[str, ...]] = {"synthetic": SPLITS, "caltech256": caltech.SPLITS}
 
-#: ``(model, images, labels, options) -> (loss, logits)``; ``options`` are the strategy's plus ``epoch`` (from 0).
-LossFn = Callable[[OrcaLeopardNet, torch.Tensor, torch.Tensor, dict[str, Any]], tuple[torch.Tensor, torch.Tensor]]
+#: ``(model, images, labels, options) -> (loss, logits, parts)``; ``options`` are the strategy's plus ``epoch``
+#: (from 0); ``parts`` are floats for the epoch's record (``ce`` and ``penalty``).
+LossFn = Callable[[OrcaLeopardNet, torch.Tensor, torch.Tensor, dict[str, Any]],
+                  tuple[torch.Tensor, torch.Tensor, dict[str, float]]]
 
 
 def _cross_entropy(model: OrcaLeopardNet, images: torch.Tensor, labels: torch.Tensor, options: dict[str, Any]
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    logits = model(images)
-    return F.cross_entropy(logits, labels), logits
+                   ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    logits, features = model.forward_with_features(images)
+    loss = F.cross_entropy(logits, labels)
+    with torch.no_grad():  # recorded, not trained on: the camloss default's penalty of this model's decision map
+        o = STRATEGIES["camloss"].defaults
+        kernel = cl.inverted_gaussian_kernel(features.shape[2], features.shape[3], o["sigma"], features.device)
+        maps = (cl.decision_map if o["map"] == "decision" else cl.positive_cam)(
+            features.float(), model.classifier.weight.float(), labels)
+        pen = cl.penalty(maps, kernel, o["map"], o["mass"]).mean()
+    return loss, logits, {"ce": loss.item(), "penalty": pen.item()}
 
 
 def _camloss(model: OrcaLeopardNet, images: torch.Tensor, labels: torch.Tensor, options: dict[str, Any]
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+             ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
     logits, features = model.forward_with_features(images)  # one pass: the CAM comes from the same features
-    loss, _ = cl.camloss(logits, features, labels, model.classifier.weight, **options)
-    return loss, logits
+    loss, parts = cl.camloss(logits, features, labels, model.classifier.weight, **options)
+    return loss, logits, parts
+
+
+#: The architectures training can build: the course model (3×3 convolutions in every block, what notebooks
+#: 01-04 explain) and its receptive-field-limited variant (1×1 after the first block: a last-layer cell sees
+#: a 10-pixel patch at 64 px, so the centre prior of CAMLoss speaks about the centre of the *image*).
+ARCHS = ("course", "local")
+#: Keys a saved config may lack because they were added later, with the value every such training used.
+LEGACY_CONFIG = {"arch": "course"}
+LEGACY_OPTIONS = {"schedule": "joint", "mass": "squared"}
+#: Epochs when neither the strategy nor the caller sets them.
+DEFAULT_EPOCHS = 6
 
 
 @dataclass(frozen=True)
@@ -80,6 +100,8 @@ class Strategy:
     train_backgrounds: str | None = None
     #: the options ``TrainConfig.extra`` may set for this strategy, with their defaults
     defaults: dict[str, Any] = field(default_factory=dict)
+    #: the strategy's own defaults for ``TrainConfig`` fields left at ``None`` (``arch``, ``epochs``)
+    config_defaults: dict[str, Any] = field(default_factory=dict)
 
 
 STRATEGIES: dict[str, Strategy] = {
@@ -87,7 +109,8 @@ STRATEGIES: dict[str, Strategy] = {
     "oracle": Strategy("oracle", "cross-entropy on class-independent backgrounds (control)",
                        train_backgrounds="random"),
     "camloss": Strategy("camloss", "cross-entropy + λ · CAM mass away from the centre", loss=_camloss,
-                        defaults={"lam": 10.0, "sigma": 0.3, "map": "decision", "schedule": "joint"}),
+                        defaults={"lam": 10.0, "sigma": 0.3, "map": "decision", "schedule": "joint", "mass": "squared"},
+                        config_defaults={"arch": "course", "epochs": DEFAULT_EPOCHS}),
 }
 
 
@@ -96,7 +119,7 @@ class TrainConfig:
     """Everything that determines a trained model (same config + same seed → same weights on CPU)."""
     strategy: str = "default"
     seed: int = 0
-    epochs: int = 6
+    epochs: int | None = None   #: ``None``: the strategy's (``Strategy.config_defaults``), else 6
     image_size: int = DEFAULT_IMAGE_SIZE
     batch_size: int = 64
     lr: float = 3e-3
@@ -108,7 +131,8 @@ class TrainConfig:
     device: str = "auto"
     dataset: str = "synthetic"  #: or ``"caltech256"`` (all its images: ``n_train``/``n_eval`` do not apply)
     amp: bool = False           #: mixed precision (bfloat16 autocast) for the forward pass
-    extra: dict[str, Any] = field(default_factory=dict)  # strategy options (camloss: lam, sigma, map, schedule)
+    extra: dict[str, Any] = field(default_factory=dict)  # strategy options (camloss: lam, sigma, map, schedule, mass)
+    arch: str | None = None     #: one of ``ARCHS``; ``None``: the strategy's, else ``"course"``
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -119,8 +143,15 @@ class TrainConfig:
             raise ValueError(f"option(s) {', '.join(sorted(unknown))} do not apply to strategy {self.strategy!r}"
                              + (f" (it takes {', '.join(defaults)})" if defaults else " (it takes none)"))
         extra = {**defaults, **self.extra}
+        own = STRATEGIES[self.strategy].config_defaults
+        if self.epochs is None:
+            object.__setattr__(self, "epochs", own.get("epochs", DEFAULT_EPOCHS))
+        if self.arch is None:
+            object.__setattr__(self, "arch", own.get("arch", "course"))
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}; got {self.arch!r}")
         if self.strategy == "camloss":
-            cl.check_options(extra["lam"], extra["sigma"], extra["map"], extra["schedule"])
+            cl.check_options(extra["lam"], extra["sigma"], extra["map"], extra["schedule"], extra["mass"])
             extra["lam"], extra["sigma"] = float(extra["lam"]), float(extra["sigma"])
         object.__setattr__(self, "extra", extra)
         for name in ("seed", "epochs", "batch_size", "n_train", "n_eval", "data_seed"):
@@ -156,10 +187,13 @@ class TrainConfig:
         Fields added after a checkpoint was written count as their defaults (what that training used).
         """
         known = {f.name: f.default for f in dataclasses.fields(self) if f.default is not dataclasses.MISSING}
+        known.update(LEGACY_CONFIG)
         mine = {k: v for k, v in self.to_dict().items() if k != "device"}
         theirs = {k: other.get(k, known.get(k)) for k in mine}
         if isinstance(theirs.get("extra"), dict) and theirs.get("strategy") == self.strategy:
-            theirs["extra"] = {**STRATEGIES[self.strategy].defaults, **theirs["extra"]}  # options added later, too
+            # options added later, too: as that training ran them
+            legacy = {k: v for k, v in LEGACY_OPTIONS.items() if k in STRATEGIES[self.strategy].defaults}
+            theirs["extra"] = {**STRATEGIES[self.strategy].defaults, **legacy, **theirs["extra"]}
         return mine == theirs
 
     @property
@@ -167,13 +201,28 @@ class TrainConfig:
         """The splits this config's dataset has (``train`` first)."""
         return DATASETS[self.dataset]
 
+    @property
+    def model_config(self) -> dict[str, Any]:
+        """What :func:`~utils.models.build_model` builds for this training."""
+        config: dict[str, Any] = {"arch": OrcaLeopardNet.arch, "widths": self.widths}
+        if self.arch == "local":
+            config["kernel_sizes"] = local_kernels(len(self.widths))
+        return config
+
+    @property
+    def history_splits(self) -> tuple[str, ...]:
+        """The splits evaluated after every epoch: validation and the misleading test (Caltech: val and test)."""
+        return tuple(s for s in ("val", "test_swapped", "test") if s in self.splits)[:2]
+
 
 @dataclass
 class TrainResult:
     model: OrcaLeopardNet
     config: TrainConfig
     accuracy: dict[str, float]           #: per split, ``train`` included
-    history: list[dict[str, float]]      #: per epoch: mean loss, train accuracy, seconds (training steps only)
+    #: per epoch: mean loss, cross-entropy and penalty over the epoch's steps, train accuracy, accuracy on
+    #: ``config.history_splits`` after the epoch, seconds (training steps only)
+    history: list[dict[str, float]]
     device: str
     seconds: float
 
@@ -256,7 +305,7 @@ def train(config: TrainConfig | None = None, progress: bool = True, **overrides:
     seed_everything(config.seed)
     # channels-last (NHWC) memory: the same maths, about a third faster convolutions on CPU (oneDNN)
     # and on GPU tensor cores; the model is handed back in the usual layout.
-    model = build_model({"arch": OrcaLeopardNet.arch, "widths": config.widths})
+    model = build_model(config.model_config)
     model = model.to(device, memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps = -(-n_train // config.batch_size)
@@ -274,22 +323,28 @@ def train(config: TrainConfig | None = None, progress: bool = True, **overrides:
             perm = torch.randperm(n_train, generator=order).to(device)
             options = {**config.extra, "epoch": epoch}
             total, correct = 0.0, 0
+            parts_total: dict[str, float] = {}
             for i in range(steps):
                 idx = perm[i * config.batch_size:(i + 1) * config.batch_size]
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
-                    loss, logits = strategy.loss(model, images[idx], labels[idx], options)
+                    loss, logits, parts = strategy.loss(model, images[idx], labels[idx], options)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 sched.step()
                 value = loss.item()  # one device sync per step
                 total += value * len(idx)
+                for k, v in parts.items():
+                    parts_total[k] = parts_total.get(k, 0.0) + v * len(idx)
                 correct += int((logits.argmax(1) == labels[idx]).sum())
                 bar.update()
                 bar.set_postfix(epoch=epoch + 1, loss=f"{value:.3f}")
-            history.append({"epoch": epoch + 1, "loss": round(total / n_train, 4),
-                            "train_acc": round(correct / n_train, 4),
-                            "seconds": round(time.perf_counter() - epoch_start, 3)})
+            seconds = time.perf_counter() - epoch_start
+            row = {"epoch": epoch + 1, "loss": round(total / n_train, 4),
+                   **{k: round(v / n_train, 4) for k, v in parts_total.items()},
+                   "train_acc": round(correct / n_train, 4)}
+            row.update(evaluate_splits(model, config, config.history_splits))  # eval mode inside, train after
+            history.append({**row, "seconds": round(seconds, 3)})
     finally:
         bar.close()
     model.eval()
@@ -355,33 +410,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("strategy", help=f"one of: {', '.join(f'{k} ({v.description})' for k, v in STRATEGIES.items())}")
     d = TrainConfig()
     parser.add_argument("--seed", type=int, default=d.seed, help="training seed (default 0)")
-    parser.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="default: the strategy's (" + ", ".join(
+                            f"{k} {v.config_defaults.get('epochs', DEFAULT_EPOCHS)}" for k, v in STRATEGIES.items()) + ")")
+    parser.add_argument("--arch", choices=ARCHS, default=None,
+                        help="course (3x3 convolutions in every block) or local (1x1 after the first); default: "
+                             "the strategy's (" + ", ".join(
+                            f"{k} {v.config_defaults.get('arch', 'course')}" for k, v in STRATEGIES.items()) + ")")
     parser.add_argument("--image-size", type=int, default=d.image_size, help=f"pixels, 32-224 (default {d.image_size})")
     parser.add_argument("--n-train", type=int, default=d.n_train, help=f"training images (default {d.n_train})")
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    parser.add_argument("--lam", type=float, help="camloss: weight λ of the CAM penalty (default 10)")
-    parser.add_argument("--sigma", type=float, help="camloss: kernel width σ as a fraction of the side (default 0.3)")
-    parser.add_argument("--map", choices=cl.MAPS, help="camloss: which map is penalised (default decision)")
+    o = STRATEGIES["camloss"].defaults
+    parser.add_argument("--lam", type=float, help=f"camloss: weight λ of the CAM penalty (default {o['lam']:g})")
+    parser.add_argument("--sigma", type=float,
+                        help=f"camloss: kernel width σ as a fraction of the side (default {o['sigma']:g})")
+    parser.add_argument("--map", choices=cl.MAPS, help=f"camloss: which map is penalised (default {o['map']})")
     parser.add_argument("--schedule", choices=cl.SCHEDULES,
-                        help="camloss: joint (CE + λP every step, default) or alternate (CE-only / λP-only epochs)")
+                        help=f"camloss: joint (CE + λP every step) or alternate (CE-only / λP-only epochs) "
+                             f"(default {o['schedule']})")
+    parser.add_argument("--mass", choices=cl.MASSES,
+                        help=f"camloss: the decision map's mass, |d| (abs) or d² (squared) (default "
+                             f"{STRATEGIES['camloss'].defaults['mass']})")
     parser.add_argument("--out", default=str(DEFAULT_MODELS_DIR), help="output folder (default data/models/)")
     parser.add_argument("--name", default=None, help="file name stem (default <strategy>_seed<seed>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
         extra = {k: v for k, v in (("lam", args.lam), ("sigma", args.sigma), ("map", args.map),
-                                   ("schedule", args.schedule)) if v is not None}
+                                   ("schedule", args.schedule), ("mass", args.mass)) if v is not None}
         cfg = TrainConfig(strategy=args.strategy, seed=args.seed, epochs=args.epochs, image_size=args.image_size,
                           n_train=args.n_train, batch_size=args.batch_size, lr=args.lr, device=args.device,
-                          extra=extra)
+                          extra=extra, arch=args.arch)
         out = _check_writable(Path(args.out))  # fail before training, not after
         device = pick_device(cfg.device)
     except (ValueError, TypeError) as e:
         parser.error(str(e))
     options = "".join(f", {k}={v}" for k, v in cfg.extra.items())
-    print(f"training {cfg.strategy!r} (seed {cfg.seed}, {cfg.epochs} epochs, {cfg.image_size} px, "
+    print(f"training {cfg.strategy!r} (seed {cfg.seed}, {cfg.arch} architecture, {cfg.epochs} epochs, {cfg.image_size} px, "
           f"{cfg.n_train} images{options}) on {device}", file=sys.stderr)
     result = train(cfg, progress=not args.quiet)
     pt, js = save_result(result, out, args.name)

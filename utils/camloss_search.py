@@ -1,0 +1,208 @@
+"""The search for a CAMLoss formulation that works on every seed (docs/design.md, section 4).
+
+Trains named variants (strategy, architecture, penalty mass, schedule, epochs, λ, σ)
+at the command line's configuration (2,000 synthetic images, 64 px) and appends one
+JSON line per finished run to a tracked results file: the variant and its full
+training config, the seed, the arithmetic it ran under, the per-epoch history
+(cross-entropy, penalty, accuracy on ``val`` and ``test_swapped``), the final
+accuracy on every split and the seconds it took. Runs already in the file (same
+variant config, seed and arithmetic) are skipped, so a search can stop and resume.
+
+Protocol: screen variants on the sweep seeds (100, 101, 102), choose there, then
+confirm the chosen ones on seeds 0-4, natively and under another CPU's
+arithmetic (``ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41``)::
+
+    python -m utils.camloss_search run --seeds 100 101 102                 # every variant
+    python -m utils.camloss_search run --variants local-abs-alt8 --seeds 0 1 2 3 4
+    python -m utils.camloss_search summary [--seeds 0 1 2 3 4]
+
+No checkpoint is written: the results file is the evidence.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from .train import STRATEGIES, TrainConfig, train
+
+__all__ = ["VARIANTS", "RESULTS_FILE", "SWEEP_SEEDS", "STUDY_SEEDS", "variant_config", "arithmetic", "run_search",
+           "read_results", "summarise_results"]
+
+#: The tracked results file (one JSON object per line, appended as runs finish).
+RESULTS_FILE = Path(__file__).resolve().parent.parent / "results" / "camloss_search.jsonl"
+#: Seeds the formulation is chosen on, and seeds it is then reported on (never used to choose).
+SWEEP_SEEDS = (100, 101, 102)
+STUDY_SEEDS = (0, 1, 2, 3, 4)
+
+#: name → (strategy, TrainConfig fields besides strategy/seed; ``extra`` holds the camloss options).
+#: Abbreviations: course/local = architecture (3×3 everywhere / 1×1 after block 1), sq/abs = mass d²/|d|,
+#: joint/alt = schedule, the number = epochs.
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "first": ("camloss", dict(arch="course", epochs=6, extra=dict(mass="squared", schedule="joint"))),
+    "course-abs-alt8": ("camloss", dict(arch="course", epochs=8, extra=dict(mass="abs", schedule="alternate"))),
+    "course-sq-alt12": ("camloss", dict(arch="course", epochs=12, extra=dict(mass="squared", schedule="alternate"))),
+    "local-sq-joint6": ("camloss", dict(arch="local", epochs=6, extra=dict(mass="squared", schedule="joint"))),
+    "local-abs-joint8": ("camloss", dict(arch="local", epochs=8, extra=dict(mass="abs", schedule="joint"))),
+    "local-sq-alt8": ("camloss", dict(arch="local", epochs=8, extra=dict(mass="squared", schedule="alternate"))),
+    "local-abs-alt6": ("camloss", dict(arch="local", epochs=6, extra=dict(mass="abs", schedule="alternate"))),
+    "local-abs-alt8": ("camloss", dict(arch="local", epochs=8, extra=dict(mass="abs", schedule="alternate"))),
+    "local-abs-alt10": ("camloss", dict(arch="local", epochs=10, extra=dict(mass="abs", schedule="alternate"))),
+    "local-abs-alt8-sigma0.2": ("camloss", dict(arch="local", epochs=8,
+                                                extra=dict(mass="abs", schedule="alternate", sigma=0.2))),
+    "local-abs-alt8-lam3": ("camloss", dict(arch="local", epochs=8, extra=dict(mass="abs", schedule="alternate", lam=3.0))),
+    "local-abs-alt8-lam30": ("camloss", dict(arch="local", epochs=8,
+                                             extra=dict(mass="abs", schedule="alternate", lam=30.0))),
+    "local-positive-alt8": ("camloss", dict(arch="local", epochs=8,
+                                            extra=dict(map="positive_cam", schedule="alternate"))),
+    # the same architecture and length without the penalty: the shortcut, and the ceiling
+    "default-local8": ("default", dict(arch="local", epochs=8)),
+    "oracle-local8": ("oracle", dict(arch="local", epochs=8)),
+    "default-course6": ("default", dict(arch="course", epochs=6)),
+}
+
+
+def variant_config(name: str, seed: int) -> TrainConfig:
+    """The :class:`TrainConfig` of variant ``name`` at ``seed`` (CPU, the CLI's data and image size)."""
+    if name not in VARIANTS:
+        raise ValueError(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
+    strategy, fields = VARIANTS[name]
+    return TrainConfig(strategy=strategy, seed=seed, device="cpu", **fields)
+
+
+def arithmetic() -> str:
+    """Which CPU arithmetic this process computes with: ``native (AVX2)`` or the portable settings in force."""
+    forced = [f"{k}={os.environ[k]}" for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if os.environ.get(k)]
+    return " ".join(forced) if forced else f"native ({torch.backends.cpu.get_cpu_capability()})"
+
+
+def read_results(path: str | os.PathLike = RESULTS_FILE) -> list[dict[str, Any]]:
+    """Every run in the results file (an absent file: none). A line that is not JSON is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}, line {n}, is not JSON ({e.msg}); remove that line and run again") from None
+    return rows
+
+
+def _append(path: Path, row: dict[str, Any]) -> None:
+    """Append one line with a single write on an O_APPEND descriptor, flushed to disk."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = (json.dumps(row, sort_keys=False) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        if os.write(fd, data) != len(data):
+            raise OSError(f"short write to {path}")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _config_key(config: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in config.items() if k != "device"}, sort_keys=True)
+
+
+def run_search(variants: Iterable[str], seeds: Iterable[int], results: str | os.PathLike = RESULTS_FILE,
+               log=print) -> list[dict[str, Any]]:
+    """Train each variant × seed not yet in ``results`` (same config, seed and arithmetic), appending as each ends."""
+    variants, seeds = list(variants), [int(s) for s in seeds]
+    for v in variants:
+        variant_config(v, 0)  # an unknown name fails before any training
+    path, here = Path(results), arithmetic()
+    done = {(r["variant"], _config_key(r["config"]), r["arithmetic"]) for r in read_results(path)}
+    new = []
+    for name in variants:
+        for seed in seeds:
+            cfg = variant_config(name, seed)
+            if (name, _config_key(cfg.to_dict()), here) in done:
+                log(f"{name} seed {seed}: already in {path.name}, skipped")
+                continue
+            start = time.perf_counter()
+            result = train(cfg, progress=False)
+            row = {"variant": name, "seed": seed, "strategy": cfg.strategy, "arithmetic": here,
+                   "accuracy": result.accuracy, "seconds": round(time.perf_counter() - start, 1),
+                   "history": result.history, "config": cfg.to_dict(),
+                   "torch": torch.__version__, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+                   "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+            _append(path, row)
+            new.append(row)
+            a = result.accuracy
+            log(f"{name} seed {seed}: val {a['val']:.3f} test_swapped {a['test_swapped']:.3f} "
+                f"test_random {a['test_random']:.3f} ({row['seconds']:.0f} s)")
+    return new
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+    return mean, math.sqrt(var)
+
+
+def summarise_results(rows: list[dict[str, Any]], seeds: Iterable[int] | None = None) -> list[dict[str, Any]]:
+    """Per (variant, arithmetic): seeds, test_swapped mean ± std (sample) and per seed, worst val and test_random."""
+    seeds = None if seeds is None else {int(s) for s in seeds}
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        if seeds is None or r["seed"] in seeds:
+            groups.setdefault((r["variant"], r["arithmetic"]), []).append(r)
+    out = []
+    for (variant, arith), runs in groups.items():
+        runs = sorted(runs, key=lambda r: r["seed"])
+        swapped = [r["accuracy"]["test_swapped"] for r in runs]
+        mean, std = _mean_std(swapped)
+        out.append({"variant": variant, "arithmetic": arith, "seeds": [r["seed"] for r in runs],
+                    "test_swapped": swapped, "mean": mean, "std": std,
+                    "min_val": min(r["accuracy"]["val"] for r in runs),
+                    "min_test_random": min(r["accuracy"]["test_random"] for r in runs),
+                    "seconds": sum(r["seconds"] for r in runs) / len(runs)})
+    return out
+
+
+def format_summary(summary: list[dict[str, Any]]) -> str:
+    lines = [f"{'variant':<26}{'arithmetic':<22}{'seeds':<18}{'test_swapped':>15}  {'per seed':<36}"
+             f"{'min val':>8}{'min rand':>9}{'s/run':>7}"]
+    for s in summary:
+        lines.append(f"{s['variant']:<26}{s['arithmetic'][:21]:<22}{','.join(map(str, s['seeds'])):<18}"
+                     f"{s['mean']:>8.3f} ± {s['std']:.3f}  {' '.join(f'{v:.3f}' for v in s['test_swapped']):<36}"
+                     f"{s['min_val']:>8.3f}{s['min_test_random']:>9.3f}{s['seconds']:>7.0f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m utils.camloss_search", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="train variants × seeds not yet in the results file, appending each")
+    r.add_argument("--variants", nargs="+", default=list(VARIANTS), help=f"default: all ({', '.join(VARIANTS)})")
+    r.add_argument("--seeds", nargs="+", type=int, default=list(SWEEP_SEEDS), help="default: the sweep seeds")
+    r.add_argument("--results", default=str(RESULTS_FILE))
+    s = sub.add_parser("summary", help="mean ± std per variant and arithmetic")
+    s.add_argument("--seeds", nargs="+", type=int, default=None, help="only these seeds (default: all)")
+    s.add_argument("--results", default=str(RESULTS_FILE))
+    args = p.parse_args(argv)
+    try:
+        if args.command == "run":
+            print(f"arithmetic: {arithmetic()}; appending to {args.results}", file=sys.stderr, flush=True)
+            run_search(args.variants, args.seeds, args.results, log=lambda m: print(m, flush=True))
+        else:
+            print(format_summary(summarise_results(read_results(args.results), args.seeds)))
+    except ValueError as e:
+        p.error(str(e))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
