@@ -118,3 +118,24 @@ def test_export_cams_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cams.main(["tiny", "--n", "0", "--models-dir", str(tmp_path), "--out", str(tmp_path / "c")])
     assert "n must be a positive int" in capsys.readouterr().err
+
+
+def test_the_study_pins_the_formulation_notebook_05_presents():
+    """Notebook 05's stored outputs come from the course architecture and the first penalty, whatever the defaults."""
+    from utils.experiment import CPU_CONFIG, STUDY_ARCH, STUDY_CAMLOSS_OPTIONS
+    for strategy in ("default", "oracle", "camloss"):
+        assert CPU_CONFIG.train_config(strategy, 0).arch == STUDY_ARCH == "course"
+    c = CPU_CONFIG.train_config("camloss", 0, lam=1.0)
+    assert c.extra == {**T.STRATEGIES["camloss"].defaults, **STUDY_CAMLOSS_OPTIONS, "lam": 1.0}
+    assert CPU_CONFIG.train_config("camloss", 0, schedule="alternate").extra["schedule"] == "alternate"
+
+
+def test_headline_trains_all_three_on_one_architecture(monkeypatch):
+    from utils import headline as H
+    calls = []
+    monkeypatch.setattr(H, "load_or_train", lambda s, **kw: calls.append((s, kw)) or (None, {"accuracy": {"val": 1.0}}))
+    assert H.headline(seed=3) == {s: {"val": 1.0} for s in H.HEADLINE_STRATEGIES}
+    camloss = T.TrainConfig(strategy="camloss")
+    for s, kw in calls:
+        assert (kw["seed"], kw["arch"], kw["epochs"], kw["models_dir"]) == (3, camloss.arch, camloss.epochs,
+                                                                             H.HEADLINE_DIR)
