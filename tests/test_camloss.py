@@ -121,7 +121,7 @@ def test_bad_options(lam, sigma, map, exc, words):
 
 
 def test_bad_schedule():
-    with pytest.raises(ValueError, match="schedule must be one of .*'joint', 'alternate'.*got 'mixed'"):
+    with pytest.raises(ValueError, match="schedule must be one of .*'joint', 'alternate', 'hybrid'.*got 'mixed'"):
         check_options(1.0, 0.2, "decision", "mixed")
     with pytest.raises(ValueError, match="schedule must be one of"):
         T.TrainConfig(strategy="camloss", extra={"schedule": "mixed"})
@@ -141,6 +141,9 @@ def test_alternate_schedule_is_cross_entropy_then_penalty_only():
         assert torch.isclose(ce, torch.nn.functional.cross_entropy(logits, y))
     pen, _ = camloss(logits, feats, y, w, lam=4.0, schedule="alternate", epoch=1)
     assert math.isclose(float(pen), 4.0 * parts["penalty"], rel_tol=1e-6)
+    # hybrid: the joint loss in even epochs, the penalty alone in odd ones
+    assert torch.isclose(camloss(logits, feats, y, w, lam=4.0, schedule="hybrid", epoch=2)[0], joint)
+    assert torch.isclose(camloss(logits, feats, y, w, lam=4.0, schedule="hybrid", epoch=3)[0], pen)
     assert math.isclose(float(joint), parts["ce"] + 4.0 * parts["penalty"], rel_tol=1e-6)
 
 

@@ -56,3 +56,44 @@ def test_bad_names_and_a_damaged_results_file_are_clear_errors(tiny_variants, tm
     with pytest.raises(SystemExit):
         S.main(["summary", "--results", str(bad)])
     assert "line 2, is not JSON" in capsys.readouterr().err
+
+
+def _row(variant, seed, swapped, val=1.0, random=1.0, epochs=8, arith="native (AVX2)"):
+    return {"variant": variant, "seed": seed, "strategy": "camloss", "arithmetic": arith, "seconds": 1.0,
+            "accuracy": {"val": val, "test_swapped": swapped, "test_random": random}, "config": {"epochs": epochs}}
+
+
+def test_the_rule_wants_every_seed_good():
+    rows = [_row("steady", s, 0.97) for s in (100, 101, 102)]
+    rows += [_row("lucky", s, v) for s, v in ((100, 1.0), (101, 1.0), (102, 0.90))]          # mean .967, std .058
+    rows += [_row("unfit", s, 1.0, val=0.96 if s == 101 else 1.0) for s in (100, 101, 102)]  # fails the val bar
+    rows += [_row("partial", s, 1.0) for s in (100, 101)]                                    # not on every seed
+    rows += [_row("steady-sse", s, 1.0, arith="ATEN_CPU_CAPABILITY=default") for s in (100, 101, 102)]
+    seeds = (100, 101, 102)
+    assert S.choose(rows, seeds) == "steady"
+    rows += [_row("steady-but-less", s, 0.968, epochs=6) for s in (100, 101, 102)]  # cheaper, but worse
+    assert S.choose(rows, seeds) == "steady"
+    rows += [_row("steady-short", s, 0.97, epochs=6) for s in (100, 101, 102)]  # as good: the cheaper one
+    assert S.choose(rows, seeds) == "steady-short"
+    assert S.choose(rows, seeds, arith="ATEN_CPU_CAPABILITY=default") == "steady-sse"
+    with pytest.raises(ValueError, match="no camloss variant has run on all of seeds"):
+        S.choose(rows, seeds=(7,))
+
+
+def test_the_camloss_defaults_are_the_searchs_choice_and_are_reported_on_the_study_seeds():
+    """The committed results file is the evidence: the rule's pick on the sweep seeds is the strategy's default,
+    and that default was then run on seeds 0-4 natively and under the portable arithmetic (CI's)."""
+    rows = S.read_results()
+    pick = S.choose(rows)
+    assert S.variant_config(pick, 0).to_dict() == T.TrainConfig(strategy="camloss", seed=0, device="cpu").to_dict()
+    for arith in ("native", "ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41"):
+        seeds = {r["seed"] for r in rows if r["variant"] == pick and r["arithmetic"].startswith(arith)}
+        assert set(S.STUDY_SEEDS) <= seeds, (arith, seeds)
+
+
+def test_the_readme_table_is_the_scripts_output():
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("<!-- camloss-search-table -->\n", 1)[1].split("<!-- /camloss-search-table -->", 1)[0]
+    assert block.strip() == S.markdown_table(S.read_results()).strip(), \
+        "README's CAMLoss table is stale: paste the output of `python -m utils.camloss_search table`"

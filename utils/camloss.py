@@ -23,9 +23,10 @@ classifier weights ``w``):
   the *other* class's logit, which this map never sees (notebook 05
   measures ``test_swapped`` 0.000 with it on every seed).
 
-Two schedules: ``"joint"`` (default) adds the penalty at every step;
-``"alternate"`` is the original project's: even epochs (0, 2, …) train on the
-cross-entropy only, odd epochs on ``λ · P`` only.
+Three schedules: ``"joint"`` adds the penalty at every step; ``"alternate"`` is
+the original project's: even epochs (0, 2, …) train on the cross-entropy only,
+odd epochs on ``λ · P`` only; ``"hybrid"``: even epochs on ``CE + λ · P``, odd
+epochs on ``λ · P`` only (the cross-entropy epochs cannot relearn the background freely).
 
 The functions' keyword defaults are the first formulation (``mass="squared"``,
 ``schedule="joint"``). Which mass, map, schedule and architecture the camloss
@@ -44,7 +45,7 @@ __all__ = ["MAPS", "SCHEDULES", "MASSES", "inverted_gaussian_kernel", "inverted_
            "check_options"]
 
 MAPS = ("decision", "positive_cam")
-SCHEDULES = ("joint", "alternate")
+SCHEDULES = ("joint", "alternate", "hybrid")
 MASSES = ("abs", "squared")
 EPS = 1e-12
 
@@ -113,7 +114,8 @@ def camloss(logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, 
     The keyword defaults here are the first formulation's; what ``python -m utils.train camloss`` trains
     with is ``utils.train.STRATEGIES["camloss"]`` (its ``defaults`` and ``config_defaults``).
 
-    With ``schedule="alternate"`` the loss is ``CE`` in even epochs and ``λ · mean P`` in odd ones.
+    With ``schedule="alternate"`` the loss is ``CE`` in even epochs and ``λ · mean P`` in odd ones;
+    with ``"hybrid"``, ``CE + λ · mean P`` in even epochs and ``λ · mean P`` in odd ones.
     """
     check_options(lam, sigma, map, schedule, mass)
     ce = F.cross_entropy(logits, labels)
@@ -121,8 +123,10 @@ def camloss(logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, 
     kernel = inverted_gaussian_kernel(features.shape[2], features.shape[3], sigma, features.device)
     with torch.autocast(features.device.type, enabled=False):  # the ratio in float32, also under mixed precision
         pen = penalty(build(features.float(), weight.float(), labels), kernel, map, mass).mean()
-    if schedule == "alternate":
-        loss = ce if epoch % 2 == 0 else lam * pen
+    if schedule in ("alternate", "hybrid") and epoch % 2 == 1:
+        loss = lam * pen
+    elif schedule == "alternate":
+        loss = ce
     else:
         loss = ce + lam * pen
     return loss, {"ce": ce.item(), "penalty": pen.item()}

@@ -9,15 +9,21 @@ Strategies differ only in their loss and in the training data's background rule:
 * ``camloss`` — cross-entropy plus λ times a penalty on the CAM's mass away from
   the image centre (``utils.camloss``), from the same forward pass as the logits.
   Options (``TrainConfig.extra`` / CLI): ``lam`` (λ, default 10), ``sigma`` (σ of
-  the kernel as a fraction of the side, default 0.3), ``map`` (``"decision"`` or
-  ``"positive_cam"``), ``schedule`` (``"joint"`` or ``"alternate"``). The defaults are the ones notebook 05's λ/σ sweep chooses
-  (it asserts that they agree).
+  the kernel as a fraction of the side, default 0.3), ``map`` (``"decision"``, default,
+  or ``"positive_cam"``), ``schedule`` (``"alternate"``, default: cross-entropy-only and
+  penalty-only epochs, or ``"joint"``), ``mass`` (``"abs"``, default, or ``"squared"``).
+  By default it trains the receptive-field-limited architecture (``arch="local"``)
+  for 10 epochs. ``python -m utils.camloss_search`` chose these defaults on sweep
+  seeds 100-109 (``results/camloss_search.jsonl``; a test checks they are its pick).
+  Compare it with ``default`` and ``oracle`` on the same architecture and epochs
+  (``--arch local --epochs 10``, or ``python -m utils.headline``, which does so).
 
 Command line (writes ``<name>.pt`` and ``<name>.json`` and prints a table)::
 
     python -m utils.train default --seed 0
     python -m utils.train oracle --seed 1 --epochs 8 --out /tmp/models
-    python -m utils.train camloss --seed 0 --lam 10 --sigma 0.3
+    python -m utils.train camloss --seed 0              # the search's formulation (local, |d|, alternate, 10 epochs)
+    python -m utils.train default --seed 0 --arch local --epochs 10   # its comparison: the same network, no penalty
 """
 from __future__ import annotations
 
@@ -109,8 +115,9 @@ STRATEGIES: dict[str, Strategy] = {
     "oracle": Strategy("oracle", "cross-entropy on class-independent backgrounds (control)",
                        train_backgrounds="random"),
     "camloss": Strategy("camloss", "cross-entropy + λ · CAM mass away from the centre", loss=_camloss,
-                        defaults={"lam": 10.0, "sigma": 0.3, "map": "decision", "schedule": "joint", "mass": "squared"},
-                        config_defaults={"arch": "course", "epochs": DEFAULT_EPOCHS}),
+                        # chosen by `python -m utils.camloss_search` on sweep seeds 100-109 (docs/design.md §4)
+                        defaults={"lam": 10.0, "sigma": 0.3, "map": "decision", "schedule": "alternate", "mass": "abs"},
+                        config_defaults={"arch": "local", "epochs": 10}),
 }
 
 
@@ -428,7 +435,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"camloss: kernel width σ as a fraction of the side (default {o['sigma']:g})")
     parser.add_argument("--map", choices=cl.MAPS, help=f"camloss: which map is penalised (default {o['map']})")
     parser.add_argument("--schedule", choices=cl.SCHEDULES,
-                        help=f"camloss: joint (CE + λP every step) or alternate (CE-only / λP-only epochs) "
+                        help=f"camloss: joint (CE + λP every step), alternate (CE-only / λP-only epochs) or hybrid "
+                             f"(CE + λP / λP-only epochs) "
                              f"(default {o['schedule']})")
     parser.add_argument("--mass", choices=cl.MASSES,
                         help=f"camloss: the decision map's mass, |d| (abs) or d² (squared) (default "
