@@ -121,7 +121,7 @@ def test_bad_options(lam, sigma, map, exc, words):
 
 
 def test_bad_schedule():
-    with pytest.raises(ValueError, match="schedule must be one of .*'joint', 'alternate', 'hybrid'.*got 'mixed'"):
+    with pytest.raises(ValueError, match="schedule must be one of .*'joint', 'alternate', 'hybrid', 'alternate2'.*got 'mixed'"):
         check_options(1.0, 0.2, "decision", "mixed")
     with pytest.raises(ValueError, match="schedule must be one of"):
         T.TrainConfig(strategy="camloss", extra={"schedule": "mixed"})
@@ -144,6 +144,9 @@ def test_alternate_schedule_is_cross_entropy_then_penalty_only():
     # hybrid: the joint loss in even epochs, the penalty alone in odd ones
     assert torch.isclose(camloss(logits, feats, y, w, lam=4.0, schedule="hybrid", epoch=2)[0], joint)
     assert torch.isclose(camloss(logits, feats, y, w, lam=4.0, schedule="hybrid", epoch=3)[0], pen)
+    # alternate2: cross-entropy in epochs 0, 3, 6, …, the penalty alone in the others
+    for epoch, expected in ((0, ce), (1, pen), (2, pen), (3, ce), (4, pen)):
+        assert torch.isclose(camloss(logits, feats, y, w, lam=4.0, schedule="alternate2", epoch=epoch)[0], expected)
     assert math.isclose(float(joint), parts["ce"] + 4.0 * parts["penalty"], rel_tol=1e-6)
 
 

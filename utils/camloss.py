@@ -26,7 +26,8 @@ classifier weights ``w``):
 Three schedules: ``"joint"`` adds the penalty at every step; ``"alternate"`` is
 the original project's: even epochs (0, 2, …) train on the cross-entropy only,
 odd epochs on ``λ · P`` only; ``"hybrid"``: even epochs on ``CE + λ · P``, odd
-epochs on ``λ · P`` only (the cross-entropy epochs cannot relearn the background freely).
+epochs on ``λ · P`` only (the cross-entropy epochs cannot relearn the background freely);
+``"alternate2"``: one cross-entropy-only epoch, then two penalty-only epochs (epochs 0, 3, 6, … on CE).
 
 The functions' keyword defaults are the first formulation (``mass="squared"``,
 ``schedule="joint"``). Which mass, map, schedule and architecture the camloss
@@ -45,7 +46,7 @@ __all__ = ["MAPS", "SCHEDULES", "MASSES", "inverted_gaussian_kernel", "inverted_
            "check_options"]
 
 MAPS = ("decision", "positive_cam")
-SCHEDULES = ("joint", "alternate", "hybrid")
+SCHEDULES = ("joint", "alternate", "hybrid", "alternate2")
 MASSES = ("abs", "squared")
 EPS = 1e-12
 
@@ -115,7 +116,8 @@ def camloss(logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, 
     with is ``utils.train.STRATEGIES["camloss"]`` (its ``defaults`` and ``config_defaults``).
 
     With ``schedule="alternate"`` the loss is ``CE`` in even epochs and ``λ · mean P`` in odd ones;
-    with ``"hybrid"``, ``CE + λ · mean P`` in even epochs and ``λ · mean P`` in odd ones.
+    with ``"hybrid"``, ``CE + λ · mean P`` in even epochs and ``λ · mean P`` in odd ones; with ``"alternate2"``,
+    ``CE`` in epochs 0, 3, 6, … and ``λ · mean P`` in the others.
     """
     check_options(lam, sigma, map, schedule, mass)
     ce = F.cross_entropy(logits, labels)
@@ -123,9 +125,9 @@ def camloss(logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, 
     kernel = inverted_gaussian_kernel(features.shape[2], features.shape[3], sigma, features.device)
     with torch.autocast(features.device.type, enabled=False):  # the ratio in float32, also under mixed precision
         pen = penalty(build(features.float(), weight.float(), labels), kernel, map, mass).mean()
-    if schedule in ("alternate", "hybrid") and epoch % 2 == 1:
+    if (schedule in ("alternate", "hybrid") and epoch % 2 == 1) or (schedule == "alternate2" and epoch % 3 != 0):
         loss = lam * pen
-    elif schedule == "alternate":
+    elif schedule in ("alternate", "alternate2"):
         loss = ce
     else:
         loss = ce + lam * pen

@@ -52,7 +52,7 @@ STUDY_SEEDS = (0, 1, 2, 3, 4)
 
 #: name → (strategy, TrainConfig fields besides strategy/seed; ``extra`` holds the camloss options).
 #: Abbreviations: course/local = architecture (3×3 everywhere / 1×1 after block 1), sq/abs = mass d²/|d|,
-#: joint/alt/hybrid = schedule, the number = epochs.
+#: joint/alt/hybrid/alt2 = schedule (alt2xN: alternate2 over N epochs), the number = epochs.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "first": ("camloss", dict(arch="course", epochs=6, extra=dict(mass="squared", schedule="joint"))),
     "course-abs-alt8": ("camloss", dict(arch="course", epochs=8, extra=dict(mass="abs", schedule="alternate"))),
@@ -64,6 +64,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "local-abs-alt8": ("camloss", dict(arch="local", epochs=8, extra=dict(mass="abs", schedule="alternate"))),
     "local-abs-alt10": ("camloss", dict(arch="local", epochs=10, extra=dict(mass="abs", schedule="alternate"))),
     "local-abs-alt12": ("camloss", dict(arch="local", epochs=12, extra=dict(mass="abs", schedule="alternate"))),
+    "local-abs-alt2x9": ("camloss", dict(arch="local", epochs=9, extra=dict(mass="abs", schedule="alternate2"))),
+    "local-abs-alt2x12": ("camloss", dict(arch="local", epochs=12, extra=dict(mass="abs", schedule="alternate2"))),
     "local-abs-hybrid10": ("camloss", dict(arch="local", epochs=10, extra=dict(mass="abs", schedule="hybrid"))),
     "local-abs-alt8-sigma0.2": ("camloss", dict(arch="local", epochs=8,
                                                 extra=dict(mass="abs", schedule="alternate", sigma=0.2))),

@@ -435,8 +435,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"camloss: kernel width σ as a fraction of the side (default {o['sigma']:g})")
     parser.add_argument("--map", choices=cl.MAPS, help=f"camloss: which map is penalised (default {o['map']})")
     parser.add_argument("--schedule", choices=cl.SCHEDULES,
-                        help=f"camloss: joint (CE + λP every step), alternate (CE-only / λP-only epochs) or hybrid "
-                             f"(CE + λP / λP-only epochs) "
+                        help=f"camloss: joint (CE + λP every step), alternate (CE-only / λP-only epochs), hybrid "
+                             f"(CE + λP / λP-only epochs) or alternate2 (one CE-only, two λP-only epochs) "
                              f"(default {o['schedule']})")
     parser.add_argument("--mass", choices=cl.MASSES,
                         help=f"camloss: the decision map's mass, |d| (abs) or d² (squared) (default "
