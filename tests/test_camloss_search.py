@@ -97,3 +97,11 @@ def test_the_readme_table_is_the_scripts_output():
     block = readme.split("<!-- camloss-search-table -->\n", 1)[1].split("<!-- /camloss-search-table -->", 1)[0]
     assert block.strip() == S.markdown_table(S.read_results()).strip(), \
         "README's CAMLoss table is stale: paste the output of `python -m utils.camloss_search table`"
+
+
+def test_every_recorded_run_is_its_variant_as_defined_now():
+    """A variant's definition may not drift away from the runs recorded under its name (e.g. when the strategy's
+    defaults change): every option is spelled out in VARIANTS."""
+    for r in S.read_results():
+        assert S.variant_config(r["variant"], r["seed"]).to_dict() == {**r["config"], "device": "cpu"}, \
+            (r["variant"], r["seed"])
