@@ -110,7 +110,8 @@ def penalty(maps: torch.Tensor, kernel: torch.Tensor, map: str = "decision", mas
 def camloss(logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, *,
             lam: float = 10.0, sigma: float = 0.3, map: str = "decision", schedule: str = "joint",
             mass: str = "squared", epoch: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
-    """``CE + λ · mean P`` from one forward pass's logits and last features; also returns both parts as floats.
+    """``CE + λ · mean P`` from one forward pass's logits and last features; also returns both parts (detached
+    0-d tensors: reading them as floats is left to the caller, so training need not wait for the device each step).
 
     The keyword defaults here are the first formulation's; what ``python -m utils.train camloss`` trains
     with is ``utils.train.STRATEGIES["camloss"]`` (its ``defaults`` and ``config_defaults``).
@@ -131,4 +132,4 @@ def camloss(logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, 
         loss = ce
     else:
         loss = ce + lam * pen
-    return loss, {"ce": ce.item(), "penalty": pen.item()}
+    return loss, {"ce": ce.detach(), "penalty": pen.detach()}

@@ -33,8 +33,8 @@ from . import caltech
 from .models import OrcaLeopardNet
 from .train import DATASETS, DEFAULT_MODELS_DIR, TrainConfig, load_or_train, pick_device
 
-__all__ = ["ExperimentConfig", "STUDY_ARCH", "STUDY_CAMLOSS_OPTIONS", "choose_config", "CPU_CONFIG", "CUDA_CONFIG", "CUDA_CALTECH_CONFIG", "seed_study",
-           "summarise", "gap_closed"]
+__all__ = ["ExperimentConfig", "STUDY_ARCH", "STUDY_CAMLOSS_OPTIONS", "choose_config", "CPU_CONFIG", "CUDA_CONFIG",
+           "CUDA_CALTECH_CONFIG", "seed_study", "summarise", "gap_closed"]
 
 
 #: The formulation notebook 05 presents until it is rebuilt around the search's default (docs/design.md §4):

@@ -60,7 +60,7 @@ DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
 DATASETS: dict[str, tuple[str, ...]] = {"synthetic": SPLITS, "caltech256": caltech.SPLITS}
 
 #: ``(model, images, labels, options) -> (loss, logits, parts)``; ``options`` are the strategy's plus ``epoch``
-#: (from 0); ``parts`` are floats for the epoch's record (``ce`` and ``penalty``).
+#: (from 0); ``parts`` are detached 0-d tensors for the epoch's record (``ce`` and ``penalty``), summed on the device.
 LossFn = Callable[[OrcaLeopardNet, torch.Tensor, torch.Tensor, dict[str, Any]],
                   tuple[torch.Tensor, torch.Tensor, dict[str, float]]]
 
@@ -75,7 +75,7 @@ def _cross_entropy(model: OrcaLeopardNet, images: torch.Tensor, labels: torch.Te
         maps = (cl.decision_map if o["map"] == "decision" else cl.positive_cam)(
             features.float(), model.classifier.weight.float(), labels)
         pen = cl.penalty(maps, kernel, o["map"], o["mass"]).mean()
-    return loss, logits, {"ce": loss.item(), "penalty": pen.item()}
+    return loss, logits, {"ce": loss.detach(), "penalty": pen}
 
 
 def _camloss(model: OrcaLeopardNet, images: torch.Tensor, labels: torch.Tensor, options: dict[str, Any]
@@ -330,7 +330,7 @@ def train(config: TrainConfig | None = None, progress: bool = True, **overrides:
             perm = torch.randperm(n_train, generator=order).to(device)
             options = {**config.extra, "epoch": epoch}
             total, correct = 0.0, 0
-            parts_total: dict[str, float] = {}
+            parts_total: dict[str, torch.Tensor] = {}  # on the device: read once per epoch
             for i in range(steps):
                 idx = perm[i * config.batch_size:(i + 1) * config.batch_size]
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
@@ -342,13 +342,13 @@ def train(config: TrainConfig | None = None, progress: bool = True, **overrides:
                 value = loss.item()  # one device sync per step
                 total += value * len(idx)
                 for k, v in parts.items():
-                    parts_total[k] = parts_total.get(k, 0.0) + v * len(idx)
+                    parts_total[k] = parts_total.get(k, 0) + v.float() * len(idx)
                 correct += int((logits.argmax(1) == labels[idx]).sum())
                 bar.update()
                 bar.set_postfix(epoch=epoch + 1, loss=f"{value:.3f}")
             seconds = time.perf_counter() - epoch_start
             row = {"epoch": epoch + 1, "loss": round(total / n_train, 4),
-                   **{k: round(v / n_train, 4) for k, v in parts_total.items()},
+                   **{k: round(v.item() / n_train, 4) for k, v in parts_total.items()},
                    "train_acc": round(correct / n_train, 4)}
             row.update(evaluate_splits(model, config, config.history_splits))  # eval mode inside, train after
             history.append({**row, "seconds": round(seconds, 3)})
