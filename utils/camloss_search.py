@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import sys
@@ -37,7 +36,8 @@ from typing import Any, Iterable
 
 import torch
 
-from .train import STRATEGIES, TrainConfig, train
+from .experiment import mean_std
+from .train import TrainConfig, train
 
 __all__ = ["VARIANTS", "RESULTS_FILE", "SWEEP_SEEDS", "STUDY_SEEDS", "SCREEN_SEEDS", "variant_config", "arithmetic", "run_search",
            "read_results", "summarise_results", "choose", "format_summary", "markdown_table"]
@@ -160,12 +160,6 @@ def run_search(variants: Iterable[str], seeds: Iterable[int], results: str | os.
     return new
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
-    return mean, math.sqrt(var)
-
-
 def summarise_results(rows: list[dict[str, Any]], seeds: Iterable[int] | None = None) -> list[dict[str, Any]]:
     """Per (variant, arithmetic): seeds, test_swapped mean ± std (sample) and per seed, worst val and test_random."""
     seeds = None if seeds is None else {int(s) for s in seeds}
@@ -177,7 +171,7 @@ def summarise_results(rows: list[dict[str, Any]], seeds: Iterable[int] | None = 
     for (variant, arith), runs in groups.items():
         runs = sorted(runs, key=lambda r: r["seed"])
         swapped = [r["accuracy"]["test_swapped"] for r in runs]
-        mean, std = _mean_std(swapped)
+        mean, std = mean_std(swapped)
         out.append({"variant": variant, "arithmetic": arith, "seeds": [r["seed"] for r in runs],
                     "test_swapped": swapped, "mean": mean, "std": std,
                     "min_val": min(r["accuracy"]["val"] for r in runs),

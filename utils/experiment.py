@@ -34,7 +34,7 @@ from .models import OrcaLeopardNet
 from .train import DATASETS, DEFAULT_MODELS_DIR, TrainConfig, load_or_train, pick_device
 
 __all__ = ["ExperimentConfig", "STUDY_ARCH", "STUDY_CAMLOSS_OPTIONS", "choose_config", "CPU_CONFIG", "CUDA_CONFIG",
-           "CUDA_CALTECH_CONFIG", "seed_study", "summarise", "gap_closed"]
+           "CUDA_CALTECH_CONFIG", "seed_study", "summarise", "mean_std", "gap_closed"]
 
 
 #: The formulation notebook 05 presents until it is rebuilt around the search's default (docs/design.md §4):
@@ -155,11 +155,15 @@ def summarise(rows: list[dict[str, Any]], splits: tuple[str, ...]) -> dict[str, 
         mine = [r for r in rows if r["run"] == label]
         out[label] = {}
         for s in splits:
-            values = [r[s] for r in mine]
-            mean = sum(values) / len(values)
-            var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
-            out[label][s] = (mean, math.sqrt(var))
+            out[label][s] = mean_std([r[s] for r in mine])
     return out
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (``ddof=1``; 0 for a single value)."""
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+    return mean, math.sqrt(var)
 
 
 def gap_closed(summary: dict[str, dict[str, tuple[float, float]]], run: str = "camloss", split: str = "test_swapped",
