@@ -42,8 +42,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["MAPS", "SCHEDULES", "MASSES", "inverted_gaussian_kernel", "inverted_gaussian", "decision_map", "positive_cam", "penalty", "camloss",
-           "check_options"]
+__all__ = ["MAPS", "SCHEDULES", "MASSES", "inverted_gaussian_kernel", "inverted_gaussian", "decision_map",
+           "positive_cam", "penalty", "batch_penalty", "camloss", "check_options"]
 
 MAPS = ("decision", "positive_cam")
 SCHEDULES = ("joint", "alternate", "hybrid", "alternate2")
@@ -107,6 +107,15 @@ def penalty(maps: torch.Tensor, kernel: torch.Tensor, map: str = "decision", mas
     return (m * kernel).sum((1, 2)) / (m.sum((1, 2)) + EPS)
 
 
+def batch_penalty(features: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, *, sigma: float = 0.3,
+                  map: str = "decision", mass: str = "squared") -> torch.Tensor:
+    """``mean_n P(map_n)`` of a batch's last features ``[N, K, h, w]`` and classifier weights, in float32."""
+    build = decision_map if map == "decision" else positive_cam
+    kernel = inverted_gaussian_kernel(features.shape[2], features.shape[3], sigma, features.device)
+    with torch.autocast(features.device.type, enabled=False):  # the ratio in float32, also under mixed precision
+        return penalty(build(features.float(), weight.float(), labels), kernel, map, mass).mean()
+
+
 def camloss(logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, *,
             lam: float = 10.0, sigma: float = 0.3, map: str = "decision", schedule: str = "joint",
             mass: str = "squared", epoch: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
@@ -122,10 +131,7 @@ def camloss(logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, 
     """
     check_options(lam, sigma, map, schedule, mass)
     ce = F.cross_entropy(logits, labels)
-    build = decision_map if map == "decision" else positive_cam
-    kernel = inverted_gaussian_kernel(features.shape[2], features.shape[3], sigma, features.device)
-    with torch.autocast(features.device.type, enabled=False):  # the ratio in float32, also under mixed precision
-        pen = penalty(build(features.float(), weight.float(), labels), kernel, map, mass).mean()
+    pen = batch_penalty(features, weight, labels, sigma=sigma, map=map, mass=mass)
     if (schedule in ("alternate", "hybrid") and epoch % 2 == 1) or (schedule == "alternate2" and epoch % 3 != 0):
         loss = lam * pen
     elif schedule in ("alternate", "alternate2"):

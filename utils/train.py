@@ -71,10 +71,7 @@ def _cross_entropy(model: OrcaLeopardNet, images: torch.Tensor, labels: torch.Te
     loss = F.cross_entropy(logits, labels)
     with torch.no_grad():  # recorded, not trained on: the camloss default's penalty of this model's decision map
         o = STRATEGIES["camloss"].defaults
-        kernel = cl.inverted_gaussian_kernel(features.shape[2], features.shape[3], o["sigma"], features.device)
-        maps = (cl.decision_map if o["map"] == "decision" else cl.positive_cam)(
-            features.float(), model.classifier.weight.float(), labels)
-        pen = cl.penalty(maps, kernel, o["map"], o["mass"]).mean()
+        pen = cl.batch_penalty(features, model.classifier.weight, labels, sigma=o["sigma"], map=o["map"], mass=o["mass"])
     return loss, logits, {"ce": loss.detach(), "penalty": pen}
 
 
