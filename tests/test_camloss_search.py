@@ -105,3 +105,26 @@ def test_every_recorded_run_is_its_variant_as_defined_now():
     for r in S.read_results():
         assert S.variant_config(r["variant"], r["seed"]).to_dict() == {**r["config"], "device": "cpu"}, \
             (r["variant"], r["seed"])
+
+
+def test_recorded_rows_are_the_study_notebook_05_reads(tmp_path):
+    """Seeds 0-4 of default / camloss / oracle, both arithmetics, each with its per-epoch history; a missing run is an
+    error naming the command that records it."""
+    rows = S.recorded_rows()
+    assert {r["run"] for r in rows} == set(S.STUDY_VARIANTS)
+    ariths = {r["arithmetic"] for r in rows}
+    assert S.PORTABLE in ariths and any(a.startswith("native") for a in ariths)
+    for label in S.STUDY_VARIANTS:
+        for a in ariths:
+            mine = [r for r in rows if r["run"] == label and r["arithmetic"] == a]
+            assert [r["seed"] for r in mine] == list(S.STUDY_SEEDS)
+            assert all(len(r["history"]) == 10 and 0 <= r["test_swapped"] <= 1 for r in mine)
+    # every recorded penalty is the camloss default's (|d|), for the models not trained on it too
+    first = {r["run"]: r["history"][0]["penalty"] for r in rows if r["seed"] == 0 and r["arithmetic"] == S.PORTABLE}
+    native = {r["run"]: r["history"][0]["penalty"] for r in rows if r["seed"] == 0 and r["arithmetic"] != S.PORTABLE}
+    assert first == pytest.approx(native, abs=0.01)
+    few = tmp_path / "few.jsonl"
+    few.write_text("".join(json.dumps(r) + "\n" for r in S.read_results()
+                           if not (r["variant"] == "oracle-local10" and r["seed"] == 3)))
+    with pytest.raises(ValueError, match=r"no run of 'oracle-local10' at seed\(s\) \[3\].*--variants oracle-local10 --seeds 3"):
+        S.recorded_rows(results=few)

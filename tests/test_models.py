@@ -241,3 +241,30 @@ def test_shipped_model_missing_or_without_hash(tmp_path):
     js.write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="no checkpoint_sha256"):
         load_shipped(folder=tmp_path)
+
+
+@pytest.mark.parametrize("kernels", [None, (3, 1, 1, 1)])
+@pytest.mark.parametrize("cell", [(0, 0), (3, 4), (7, 7)])
+def test_receptive_box_is_what_the_cell_depends_on(kernels, cell):
+    """receptive_box (the box notebook 05 draws): changing every pixel outside it leaves the cell's features exactly
+    as they were; raising one edge row or column inside it (clipped to the image) changes them (all-positive weights,
+    so no ReLU hides a dependence; a raised pixel wins its max-pools)."""
+    m = OrcaLeopardNet(kernel_sizes=kernels).eval()
+    with torch.no_grad():
+        for p in m.features.parameters():
+            p.copy_(p.abs() + 0.1)
+    top, left, side = m.receptive_box(*cell)
+    assert side == m.receptive_field
+    r0, r1, c0, c1 = max(top, 0), min(top + side, 64), max(left, 0), min(left + side, 64)
+    x = torch.rand(1, 3, 64, 64) * 0.5
+    feats = lambda img: m.forward_features(img)[0, :, cell[0], cell[1]]
+    with torch.no_grad():
+        base = feats(x)
+        outside = torch.rand_like(x)
+        outside[..., r0:r1, c0:c1] = x[..., r0:r1, c0:c1]
+        assert torch.equal(feats(outside), base)
+        for edge in ((slice(r0, r0 + 1), slice(c0, c1)), (slice(r1 - 1, r1), slice(c0, c1)),
+                     (slice(r0, r1), slice(c0, c0 + 1)), (slice(r0, r1), slice(c1 - 1, c1))):
+            raised = x.clone()
+            raised[..., edge[0], edge[1]] = 1.0
+            assert not torch.allclose(feats(raised), base), f"cell {cell} should depend on its box's edge {edge}"

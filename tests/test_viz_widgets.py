@@ -173,3 +173,22 @@ def test_kernel_explorer_follows_sigma(model):
     after = ui.figure.axes[0].images[0].get_array()
     assert torch.allclose(torch.as_tensor(after.data), inverted_gaussian_kernel(8, 8, 0.1))
     assert not (before == after).all()
+
+
+def test_map_table_scales_and_layout():
+    from utils.viz import map_table
+    imgs = [torch.rand(3, 8, 8) for _ in range(3)]
+    small, big = torch.full((8, 8), 0.5), torch.full((8, 8), 2.0)
+    fig = map_table(imgs, [[small, big, -big], [None, small, big]], row_titles=["a", "b"], col_titles=["x", "y", "z"],
+                    cell_titles=[["1", "2", "3"], ["4", "5", "6"]], signed=True, scale="row", image_row="images")
+    axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"][:9]
+    assert axes[0].get_ylabel() == "images" and axes[3].get_ylabel() == "a" and axes[3].get_title() == "1"
+    shown = axes[3].images[1].get_array()  # row "a": divided by the row's largest magnitude (2)
+    assert float(shown.max()) == pytest.approx(0.25) and float(axes[5].images[1].get_array().min()) == pytest.approx(-1)
+    assert len(axes[6].images) == 1  # None: the image alone
+    cell = map_table(imgs, [[small, big, big]], row_titles=["a"], scale="cell")
+    assert float(cell.axes[0].images[1].get_array().max()) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="scale must be"):
+        map_table(imgs, [[small, big, big]], row_titles=["a"], scale="image")
+    with pytest.raises(ValueError, match="one column per image"):
+        map_table(imgs, [[small, big]], row_titles=["a"])

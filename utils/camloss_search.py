@@ -40,7 +40,8 @@ from .experiment import mean_std
 from .train import TrainConfig, train
 
 __all__ = ["VARIANTS", "RESULTS_FILE", "SWEEP_SEEDS", "STUDY_SEEDS", "SCREEN_SEEDS", "variant_config", "arithmetic", "run_search",
-           "read_results", "summarise_results", "choose", "format_summary", "markdown_table"]
+           "read_results", "summarise_results", "choose", "format_summary", "markdown_table", "STUDY_VARIANTS",
+           "recorded_rows", "PORTABLE"]
 
 #: The tracked results file (one JSON object per line, appended as runs finish).
 RESULTS_FILE = Path(__file__).resolve().parent.parent / "results" / "camloss_search.jsonl"
@@ -82,6 +83,14 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "default-local10": ("default", dict(arch="local", epochs=10)),
     "oracle-local10": ("oracle", dict(arch="local", epochs=10)),
 }
+
+
+#: The study notebook 05 presents: each model type's variant (the camloss default and, without the penalty, the same
+#: architecture and epochs), run on ``STUDY_SEEDS`` natively and under ``PORTABLE``. A test keeps these configs equal
+#: to what ``utils.experiment.CPU_CONFIG`` trains live.
+STUDY_VARIANTS = {"default": "default-local10", "camloss": "local-abs-alt10", "oracle": "oracle-local10"}
+#: Another CPU's arithmetic, as the portable test suite sets it.
+PORTABLE = "ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41"
 
 
 def variant_config(name: str, seed: int) -> TrainConfig:
@@ -158,6 +167,32 @@ def run_search(variants: Iterable[str], seeds: Iterable[int], results: str | os.
             log(f"{name} seed {seed}: val {a['val']:.3f} test_swapped {a['test_swapped']:.3f} "
                 f"test_random {a['test_random']:.3f} ({row['seconds']:.0f} s)")
     return new
+
+
+def recorded_rows(labels: dict[str, str] | None = None, seeds: Iterable[int] = STUDY_SEEDS, arith: str | None = None,
+                  results: str | os.PathLike = RESULTS_FILE) -> list[dict[str, Any]]:
+    """Rows like :func:`utils.experiment.seed_study`'s (``run``, ``seed``, accuracy per split, ``history``, plus
+    ``arithmetic``) for each ``label → variant`` of ``labels`` (default ``STUDY_VARIANTS``) and seed, read from the
+    results file. ``arith``: that arithmetic only (default: every one recorded). A missing run is an error that
+    names the command which records it."""
+    labels = STUDY_VARIANTS if labels is None else labels
+    seeds = [int(s) for s in seeds]
+    out = []
+    found = read_results(results)
+    for label, variant in labels.items():
+        mine = [r for r in found if r["variant"] == variant and r["seed"] in seeds
+                and (arith is None or r["arithmetic"] == arith)]
+        got = {(r["seed"], r["arithmetic"]) for r in mine}
+        for a in sorted({a for _, a in got} or {arith or arithmetic()}):
+            missing = [sd for sd in seeds if (sd, a) not in got]
+            if missing:
+                env = "" if a.startswith("native") else a + " "
+                raise ValueError(f"{results} has no run of {variant!r} at seed(s) {missing} under {a}; record them "
+                                 f"with `{env}python -m utils.camloss_search run --variants {variant} --seeds "
+                                 f"{' '.join(map(str, missing))}`")
+        out += [{"run": label, "seed": r["seed"], "arithmetic": r["arithmetic"], **r["accuracy"],
+                 "history": r["history"]} for r in sorted(mine, key=lambda r: (r["arithmetic"], r["seed"]))]
+    return out
 
 
 def summarise_results(rows: list[dict[str, Any]], seeds: Iterable[int] | None = None) -> list[dict[str, Any]]:

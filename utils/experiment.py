@@ -2,12 +2,18 @@
 
 The same code runs everywhere; only the configuration changes:
 
-* **CPU** (this course's machines, a laptop): the embedded synthetic dataset at
-  64 px, 1,000 training images, 6 epochs, 5 seeds: a few minutes on 2 cores.
+* **CPU** (this course's machines, a laptop): the synthetic dataset at 64 px,
+  2,000 training images, the camloss default's epochs, one seed (seed 0) trained
+  live; seeds 0-4 of the same configuration are recorded in the search's results
+  file (``utils.camloss_search.recorded_rows``), which notebook 05 reads.
 * **CUDA** (Colab with a GPU): the real Caltech-256 orcas and leopards when
   they are on disk (``python -m utils.caltech download``), else the synthetic
   set; 192 px (the original experiment's input), more images and epochs,
-  10 seeds, bfloat16 mixed precision and a larger batch.
+  5 seeds trained live, bfloat16 mixed precision and a larger batch.
+
+Every strategy trains on the camloss default's architecture (and, unless the
+configuration sets them, its epochs), so only the loss and the training
+backgrounds differ between default, camloss and oracle.
 
 Usage (what notebook 05 does)::
 
@@ -33,16 +39,8 @@ from . import caltech
 from .models import OrcaLeopardNet
 from .train import DATASETS, DEFAULT_MODELS_DIR, TrainConfig, load_or_train, pick_device
 
-__all__ = ["ExperimentConfig", "STUDY_ARCH", "STUDY_CAMLOSS_OPTIONS", "choose_config", "CPU_CONFIG", "CUDA_CONFIG",
-           "CUDA_CALTECH_CONFIG", "seed_study", "summarise", "mean_std", "gap_closed"]
-
-
-#: The formulation notebook 05 presents until it is rebuilt around the search's default (docs/design.md §4):
-#: the course architecture for every strategy, and for camloss the first penalty (d² mass, joint schedule) unless
-#: a run's options say otherwise. Pinned here so that the notebook's stored outputs stay what its code computes
-#: when the camloss strategy's defaults change.
-STUDY_ARCH = "course"
-STUDY_CAMLOSS_OPTIONS = {"mass": "squared", "schedule": "joint"}
+__all__ = ["ExperimentConfig", "choose_config", "CPU_CONFIG", "CUDA_CONFIG", "CUDA_CALTECH_CONFIG", "seed_study",
+           "summarise", "mean_std", "gap_closed", "constant_predictions"]
 
 
 @dataclass(frozen=True)
@@ -51,50 +49,58 @@ class ExperimentConfig:
     device: str
     dataset: str
     image_size: int
-    epochs: int
+    epochs: int | None  #: ``None``: the camloss default's (every strategy trains as long)
     batch_size: int
     n_train: int
     n_eval: int
     seeds: tuple[int, ...]
-    #: the λ/σ sweep's seeds: fewer, and disjoint from ``seeds``, so choosing λ and σ on them
-    #: does not bias the main study's numbers
-    sweep_seeds: tuple[int, ...]
     amp: bool
+
+    @property
+    def arch(self) -> str:
+        """The architecture every strategy trains on: the camloss default's."""
+        return TrainConfig(strategy="camloss").arch
+
+    @property
+    def n_epochs(self) -> int:
+        """``epochs``, or the camloss default's when it is ``None``."""
+        return self.epochs if self.epochs is not None else TrainConfig(strategy="camloss").epochs
 
     @property
     def splits(self) -> tuple[str, ...]:
         return DATASETS[self.dataset]
 
-    def train_config(self, strategy: str, seed: int, **extra: Any) -> TrainConfig:
-        """The :class:`TrainConfig` of one run of this experiment (``STUDY_ARCH``; camloss: ``STUDY_CAMLOSS_OPTIONS``
-        where ``extra`` does not set them)."""
-        if strategy == "camloss":
-            extra = {**STUDY_CAMLOSS_OPTIONS, **extra}
-        return TrainConfig(strategy=strategy, seed=seed, epochs=self.epochs, image_size=self.image_size,
+    def train_config(self, strategy: str, seed: int, arch: str | None = None, epochs: int | None = None,
+                     **extra: Any) -> TrainConfig:
+        """The :class:`TrainConfig` of one run of this experiment (``extra``: the strategy's options; ``arch`` and
+        ``epochs``: another architecture or length than the study's, for a run that compares with them)."""
+        return TrainConfig(strategy=strategy, seed=seed, epochs=epochs or self.n_epochs, image_size=self.image_size,
                            batch_size=self.batch_size, n_train=self.n_train, n_eval=self.n_eval,
-                           device=self.device, dataset=self.dataset, amp=self.amp, extra=extra, arch=STUDY_ARCH)
+                           device=self.device, dataset=self.dataset, amp=self.amp, extra=extra, arch=arch or self.arch)
 
     @property
     def tag(self) -> str:
         """A short stable name for this configuration's models folder (device aside: CPU and GPU runs differ anyway)."""
-        fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("seeds", "sweep_seeds")}
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "seeds"}
+        fields.update(epochs=self.n_epochs, arch=self.arch)
         digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
         return f"{self.dataset}-{self.image_size}px-{digest}"
 
     def describe(self) -> str:
         data = (f"Caltech-256 orcas/leopards ({caltech.DEFAULT_ROOT})" if self.dataset == "caltech256"
                 else f"synthetic, {self.n_train} training images")
-        return (f"device {self.device} | data: {data} | {self.image_size} px | {self.epochs} epochs | "
-                f"batch {self.batch_size} | seeds {list(self.seeds)} | "
+        return (f"device {self.device} | data: {data} | {self.image_size} px | {self.arch} architecture | "
+                f"{self.n_epochs} epochs | batch {self.batch_size} | seeds {list(self.seeds)} | "
                 f"mixed precision {'on (bfloat16)' if self.amp else 'off'}")
 
 
-#: The small configuration: minutes on 2 CPU cores.
-CPU_CONFIG = ExperimentConfig(device="cpu", dataset="synthetic", image_size=64, epochs=6, batch_size=64,
-                              n_train=1000, n_eval=400, seeds=(0, 1, 2, 3, 4), sweep_seeds=(100, 101), amp=False)
-#: The large configuration for a GPU (Colab): the original's 192 px, more data, epochs and seeds.
+#: The small configuration: the command line's (``python -m utils.train``, ``utils.camloss_search``), seed 0
+#: trained live (about 25 s per model on 2 cores); seeds 0-4 are in the search's results file.
+CPU_CONFIG = ExperimentConfig(device="cpu", dataset="synthetic", image_size=64, epochs=None, batch_size=64,
+                              n_train=2000, n_eval=400, seeds=(0,), amp=False)
+#: The large configuration for a GPU (Colab): the original's 192 px, more data and epochs, 5 seeds trained live.
 CUDA_CONFIG = ExperimentConfig(device="cuda", dataset="synthetic", image_size=192, epochs=12, batch_size=128,
-                               n_train=4000, n_eval=400, seeds=tuple(range(10)), sweep_seeds=(100, 101, 102), amp=True)
+                               n_train=4000, n_eval=400, seeds=tuple(range(5)), amp=True)
 #: The GPU configuration on the real Caltech-256 photos (fewer images than the synthetic set: more epochs).
 CUDA_CALTECH_CONFIG = dataclasses.replace(CUDA_CONFIG, dataset="caltech256", epochs=30, batch_size=64)
 
@@ -122,10 +128,11 @@ def seed_study(cfg: ExperimentConfig, runs: dict[str, tuple[str, dict[str, Any]]
                progress: bool = True) -> tuple[list[dict[str, Any]], dict[tuple[str, int], OrcaLeopardNet]]:
     """Train (or load, when already trained with the same config) every run × seed: ``(rows, models)``.
 
-    ``runs`` maps a label to ``(strategy, options)``, e.g. ``{"camloss λ=1": ("camloss", {"lam": 1.0})}``.
+    ``runs`` maps a label to ``(strategy, options)``, e.g. ``{"camloss λ=1": ("camloss", {"lam": 1.0})}``; options
+    ``arch`` and ``epochs`` set those fields of the run (see :meth:`ExperimentConfig.train_config`).
     Models are kept in ``models_dir/<cfg.tag>/<label>/`` (default under ``data/models/study/``),
-    so running the study again only reads them. Each row holds the label, seed and
-    accuracy per split; ``models[(label, seed)]`` is the model (eval mode, on ``cfg.device``).
+    so running the study again only reads them. Each row holds the label, seed, accuracy per split and
+    the per-epoch ``history``; ``models[(label, seed)]`` is the model (eval mode, on ``cfg.device``).
     """
     seeds = cfg.seeds if seeds is None else tuple(seeds)
     if not runs:
@@ -140,7 +147,7 @@ def seed_study(cfg: ExperimentConfig, runs: dict[str, tuple[str, dict[str, Any]]
                 tc = cfg.train_config(strategy, seed, **options)
                 model, meta = load_or_train(strategy, seed, folder, progress=False, **{
                     k: v for k, v in tc.to_dict().items() if k not in ("strategy", "seed")})
-                rows.append({"run": label, "seed": seed, **meta["accuracy"]})
+                rows.append({"run": label, "seed": seed, **meta["accuracy"], "history": meta.get("history", [])})
                 models[(label, seed)] = model
                 bar.update()
     finally:
@@ -173,3 +180,9 @@ def gap_closed(summary: dict[str, dict[str, tuple[float, float]]], run: str = "c
     if b == a:
         raise ValueError(f"{high!r} and {low!r} have the same mean accuracy on {split}: there is no gap to close")
     return (c - a) / (b - a)
+
+
+def constant_predictions(preds: dict[str, "torch.Tensor"]) -> list[str]:
+    """The labels whose predictions (class indices over a whole split) are all one class: a constant classifier,
+    which scores exactly the class share (0.5 on a balanced split) whatever it has learned."""
+    return [label for label, p in preds.items() if p.numel() and bool((p == p.flatten()[0]).all())]

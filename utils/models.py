@@ -115,6 +115,19 @@ class OrcaLeopardNet(nn.Module):
                 size, jump = size + (k - 1) * jump, jump * s
         return size
 
+    def receptive_box(self, row: int, col: int) -> tuple[int, int, int]:
+        """``(top, left, side)`` in input pixels of the patch last-layer cell ``(row, col)`` sees (it may reach past
+        the border, where the convolutions see zero padding). Each convolution widens it by ``k // 2`` cells of its
+        input on each side; each 2×2 max-pool doubles the step between cells."""
+        margin, jump = 0, 1
+        for m in self.features:
+            if isinstance(m, nn.Conv2d):
+                k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+                margin += (k // 2) * jump
+            elif isinstance(m, nn.MaxPool2d):
+                jump *= m.stride if isinstance(m.stride, int) else m.stride[0]
+        return row * jump - margin, col * jump - margin, self.receptive_field
+
     @property
     def config(self) -> dict[str, Any]:
         config = {"arch": self.arch, "widths": list(self.widths), "num_classes": self.num_classes}

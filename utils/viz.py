@@ -20,7 +20,8 @@ from matplotlib.figure import Figure
 
 from .data import CLASSES
 
-__all__ = ["FIGS_DIR", "to_display", "overlay", "show_grid", "save_figure", "image_to_numpy", "save_table", "save_macros"]
+__all__ = ["FIGS_DIR", "to_display", "overlay", "show_grid", "map_table", "save_figure", "image_to_numpy", "save_table",
+           "save_macros"]
 
 #: Where exported figures, tables and results go: ``figs/`` (the LaTeX report includes them from there),
 #: or the folder in the environment variable ``VEX_FIGS_DIR``. The test suite sets it to a temporary
@@ -101,6 +102,69 @@ def show_grid(images: torch.Tensor, maps: Sequence[torch.Tensor] | torch.Tensor 
         for r, t in enumerate(row_titles, start=1 if rows_of_maps else 0):
             axes[r, 0].set_ylabel(t, fontsize=9)
     fig.tight_layout()
+    return fig
+
+
+def map_table(images: Sequence[torch.Tensor] | torch.Tensor, maps: Sequence[Sequence[torch.Tensor | None]], *,
+              row_titles: Sequence[str], col_titles: Sequence[str] | None = None,
+              cell_titles: Sequence[Sequence[str]] | None = None, signed: bool = False, scale: str = "cell",
+              cmap: str = "inferno", alpha: float = 0.75, size: float = 1.55, image_row: str | None = None,
+              colorbar_label: str | None = None, underlay: bool = True,
+              outlines: Sequence[torch.Tensor] | None = None) -> Figure:
+    """A table of overlays: row ``r``, column ``c`` draws ``maps[r][c]`` (``[H, W]``, or ``None``: the image alone)
+    over ``images[c]``, with one colour bar for the whole figure.
+
+    ``scale`` says what a colour means: ``"cell"`` divides each map by its own largest magnitude, ``"row"`` by the
+    largest over its row (compare the maps of one row), ``"all"`` by the largest in the figure. ``signed`` maps use
+    a diverging scale centred at 0 (``bwr``, -1 blue … +1 red); others clip negatives and use ``cmap`` on [0, 1].
+    ``image_row``: a first row showing the images alone, titled so. ``cell_titles[r][c]`` goes above each overlay.
+    Over the image, a map's opacity grows with its magnitude (``alpha`` at 1), so 0 is transparent; with
+    ``underlay=False`` the maps are drawn opaque, without the image, and ``outlines`` (one ``[H, W]`` mask per
+    column, e.g. the object's) are drawn as contours for orientation.
+    """
+    if scale not in ("cell", "row", "all"):
+        raise ValueError(f"scale must be 'cell', 'row' or 'all'; got {scale!r}")
+    if len(row_titles) != len(maps) or len({len(r) for r in maps}) > 1 or len(maps[0]) != len(images):
+        raise ValueError("maps must be rows × columns with one column per image and one title per row")
+    rows = ([[None] * len(images)] if image_row else []) + [list(r) for r in maps]
+    titles = ([image_row] if image_row else []) + list(row_titles)
+    cells = ([[""] * len(images)] if image_row else []) + [list(t) for t in (cell_titles or [[""] * len(images)] * len(maps))]
+
+    def peak(ms: list) -> float:
+        ms = [m.detach().float().abs().max() if signed else m.detach().float().clamp(min=0).max() for m in ms if m is not None]
+        return max((float(v) for v in ms), default=0.0) or 1.0
+
+    every = peak([m for r in rows for m in r])
+    fig, axes = plt.subplots(len(rows), len(images), figsize=(size * len(images) + 0.9, size * len(rows) + 0.35),
+                             squeeze=False)
+    mappable = None
+    for r, row in enumerate(rows):
+        row_peak = peak(row)
+        for c, m in enumerate(row):
+            ax = axes[r, c]
+            if underlay or m is None:
+                ax.imshow(image_to_numpy(images[c]), interpolation="nearest")
+            if m is not None:
+                div = {"cell": peak([m]), "row": row_peak, "all": every}[scale]
+                shown = (m.detach().float().cpu() / div) if signed else (m.detach().float().cpu().clamp(min=0) / div)
+                opacity = (alpha * shown.abs().clamp(max=1)).numpy() if underlay else 1.0
+                mappable = ax.imshow(shown.numpy(), cmap="bwr" if signed else cmap, vmin=-1 if signed else 0, vmax=1,
+                                     alpha=opacity, interpolation="bilinear")
+                if outlines is not None:
+                    ax.contour(outlines[c].float().cpu().numpy(), levels=[0.5], colors="k", linewidths=0.7)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            text = (col_titles[c] if r == 0 and col_titles else "") + ("\n" if r == 0 and col_titles and cells[r][c] else "")
+            if text + cells[r][c]:
+                ax.set_title(text + cells[r][c], fontsize=7)
+        axes[r, 0].set_ylabel(titles[r], fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1 - 0.7 / fig.get_figwidth(), 1))
+    if mappable is not None:
+        cax = fig.add_axes((1 - 0.55 / fig.get_figwidth(), 0.15, 0.12 / fig.get_figwidth(), 0.7))
+        fig.colorbar(mappable, cax=cax).set_label(colorbar_label or {
+            "cell": "each map ÷ its largest value", "row": "map ÷ largest value in its row",
+            "all": "map ÷ largest value in the figure"}[scale] + (" (signed)" if signed else ""), fontsize=7)
+        cax.tick_params(labelsize=6)
     return fig
 
 
