@@ -158,6 +158,51 @@ def test_smoothgrad_mistakes_get_their_own_message(name, cases):
     assert result.status == "wrong" and expected in result.message, result.message
 
 
+# ------------------------------------------------------------------ occlusion
+O = _solutions("occlusion")
+
+
+def _occ(**knobs):
+    return lambda m, x, t, **opts: X._occlusion(X.Case("learner", m, x, t, opts), **knobs)
+
+
+OCCLUSION_MISTAKES = {
+    "wrong sign": (_occ(sign=-1.0), "wrong sign"),
+    "sum over windows": (_occ(reduce="sum"), "summed the drops"),
+    "assigned, not accumulated": (_occ(reduce="last"), "only the last window's drop"),
+    "windows stop before the border": (_occ(clip_last=False), "stop before the border"),
+    "black fill": (_occ(fill=0.0), "filled the windows with 0"),
+    "probability": (_occ(score="probability"), "softmax probability"),
+    "predicted class": (lambda m, x, t, **o: X._occlusion(X.Case("l", m, x, X._predicted(X.Case("l", m, x, t, o)), o)),
+                        "predicted class's score"),
+    "other class": (lambda m, x, t, **o: X._occlusion(X.Case("l", m, x, 1 - t, o)), "other class's score"),
+}
+
+
+def test_occlusion_solutions_are_accepted():
+    assert X.check_occlusion(O.occlusion_map)
+    assert X.check_occlusion_batched(O.occlusion_map_batched)
+    assert X.check_occlusion(O.occlusion_map_batched)  # batching is allowed in the first exercise too
+
+
+def test_the_unbatched_loop_is_right_but_not_batched():
+    result = X.check_occlusion_batched(O.occlusion_map)
+    assert result.status == "wrong" and "the values are right, but not batched" in result.message, result.message
+
+
+def test_the_checkers_plain_occlusion_is_the_course_occlusion():
+    """The mistakes are knobs on one plain implementation; with every knob at its default it is the reference."""
+    for case in X._occlusion_cases(None):
+        assert torch.allclose(X._occlusion(case), X._occlusion_reference(case), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(OCCLUSION_MISTAKES))
+def test_occlusion_mistakes_get_their_own_message(name):
+    fn, expected = OCCLUSION_MISTAKES[name]
+    result = X.check_occlusion(fn)
+    assert result.status == "wrong" and expected in result.message, result.message
+
+
 # ------------------------------------------------------------------ the notebooks, as shipped and solved
 import inspect  # noqa: E402
 import os  # noqa: E402
@@ -175,14 +220,14 @@ def swapped(path: Path, answers: dict[str, str]) -> nbformat.NotebookNode:
     """Notebook ``path`` with each stub whose function is in ``answers`` replaced by that source, and the checker
     cells' stored results set to what the checker answers for it (so strict nbval compares the real verdicts)."""
     nb = nbformat.read(path, as_version=4)
-    functions = {}
+    functions, namespace = {}, {"torch": torch}  # one namespace, as in the notebook's kernel
     for cell in nb.cells:
         if cell.cell_type == "code" and cell.source.startswith(STUB):
             name = re.search(r"^def (\w+)\(", cell.source, re.M).group(1)
             if name in answers:
-                cell.source = f"{STUB}\n{answers[name]}"
-                namespace = {"torch": torch}
-                exec(answers[name], namespace)
+                prefix = cell.source[:cell.source.index(f"def {name}(")]  # the stub's imports stay
+                cell.source = prefix + answers[name]
+                exec(cell.source, namespace)
                 functions[name] = namespace[name]
     for cell in nb.cells:
         match = CHECK_CELL.match(cell.source.strip()) if cell.cell_type == "code" else None
@@ -203,7 +248,7 @@ def _strict_nbval(nb: nbformat.NotebookNode, tmp_path: Path) -> subprocess.Compl
                           text=True, timeout=900)
 
 
-NOTEBOOK_SOLUTIONS = {"01_saliency.ipynb": "saliency"}
+NOTEBOOK_SOLUTIONS = {"01_saliency.ipynb": "saliency", "02_occlusion.ipynb": "occlusion"}
 
 
 def test_every_stub_has_a_checker_after_it_and_a_tested_solution():

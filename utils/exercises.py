@@ -36,8 +36,8 @@ from torch import nn
 
 from .explain.saliency import input_gradients
 
-__all__ = ["CheckResult", "Case", "Mistake", "check", "check_saliency", "check_smoothgrad", "default_cases",
-           "RTOL"]
+__all__ = ["CheckResult", "Case", "Mistake", "check", "check_saliency", "check_smoothgrad", "check_occlusion",
+           "check_occlusion_batched", "default_cases", "RTOL"]
 
 #: The relative error (largest |difference| ÷ largest |reference|) below which an answer is correct: float32 noise
 #: from a different but equivalent order of operations stays far below it.
@@ -149,12 +149,13 @@ def _close(a: torch.Tensor, b: torch.Tensor, rtol: float = RTOL) -> bool:
 def check(exercise: str, fn: Callable[..., Any], call: Callable[[Callable[..., Any], Case], Any],
           reference: Callable[[Case], torch.Tensor], mistakes: Sequence[Mistake], cases: Sequence[Case],
           reference_name: str, shape_hints: Callable[[tuple, tuple], str | None] | None = None,
-          verbose: bool = False) -> CheckResult:
+          verbose: bool = False, post: Callable[[Case], str | None] | None = None) -> CheckResult:
     """Run ``call(fn, case)`` on every case and compare with ``reference(case)``; return the verdict (a notebook
     shows it as the cell's result; ``verbose`` prints it too).
 
     ``mistakes`` are tried in order when the output is wrong; ``shape_hints(got, expected)`` may name the mistake
-    behind a wrong shape. The first case that fails decides the message.
+    behind a wrong shape; ``post(case)``, run when the values are right, may still object (e.g. to how they were
+    computed). The first case that fails decides the message.
     """
     def verdict(status: str, message: str) -> CheckResult:
         result = CheckResult(exercise, status, message)
@@ -201,6 +202,9 @@ def check(exercise: str, fn: Callable[..., Any], call: Callable[[Callable[..., A
         if not bool(torch.isfinite(out).all()):
             return verdict("wrong", f"the map has NaN or infinite values on {case.name}")
         if _close(out, expected):
+            objection = post(case) if post else None
+            if objection:
+                return verdict("wrong", objection)
             continue
         for mistake in mistakes:
             candidate = mistake.compute(case)
@@ -317,3 +321,113 @@ def check_smoothgrad(fn: Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.
         return _noisy_grads(c).abs().mean(0).amax(1)
     return check("SmoothGrad", fn, lambda f, c: f(c.model, c.images, c.target, _noise(c)), reference,
                  SMOOTHGRAD_MISTAKES, _smoothgrad_cases(cases), "utils.explain.smoothgrad", _channel_hint, verbose)
+
+
+# ----------------------------------------------------------------------------- notebook 02: occlusion
+class _Counting(nn.Module):
+    """The model, counting its forward passes (what batching saves)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.calls = model, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.model(x)
+
+
+def _occlusion_cases(cases: Sequence[Case] | None) -> list[Case]:
+    """The course model with a 16-px patch every 8 px (49 windows); the 32-px ResNet case with an 8-px patch every
+    5 px, so the last window is clipped at the border."""
+    cases = default_cases() if cases is None else list(cases)
+    for c, (patch, stride) in zip(cases, ((16, 8), (8, 5))):
+        c.extra = {**c.extra, "patch": patch, "stride": stride, "fill": 0.5}
+    return cases
+
+
+def _occlusion(case: Case, *, target: torch.Tensor | None = None, fill: float | None = None, sign: float = 1.0,
+               reduce: str = "mean", clip_last: bool = True, score: str = "logit") -> torch.Tensor:
+    """Occlusion written out plainly, with one knob per typical mistake (the defaults are the reference's
+    convention, which :func:`utils.explain.occlusion` follows and the tests compare)."""
+    model, x = case.model, case.images
+    t = case.target if target is None else target
+    p, s = case.extra["patch"], case.extra["stride"]
+    value = case.extra["fill"] if fill is None else fill
+    n, _, h, w = x.shape
+    last = -(-(h - p) // s) * s if clip_last else (h - p) // s * s
+    starts = range(0, last + 1, s)
+    total, count = torch.zeros(n, h, w), torch.zeros(h, w)
+    with torch.no_grad():
+        def scores(images: torch.Tensor) -> torch.Tensor:
+            out = model(images)
+            out = out.softmax(1) if score == "probability" else out
+            return out[torch.arange(n), t]
+        clean = scores(x)
+        for top in starts:
+            for left in starts:
+                occluded = x.clone()
+                occluded[:, :, top:top + p, left:left + p] = value
+                drop = sign * (clean - scores(occluded))
+                if reduce == "last":
+                    total[:, top:top + p, left:left + p] = drop.view(n, 1, 1)
+                else:
+                    total[:, top:top + p, left:left + p] += drop.view(n, 1, 1)
+                count[top:top + p, left:left + p] += 1
+    if reduce == "mean":
+        return total / count.clamp(min=1)
+    return total
+
+
+OCCLUSION_MISTAKES = [
+    Mistake("wrong sign: the map is the drop of the score, S(x) − S(x with the window filled); you computed the "
+            "rise", lambda c: _occlusion(c, sign=-1.0)),
+    Mistake("you summed the drops of the windows covering each pixel; take their mean (divide by how many windows "
+            "cover the pixel), or pixels covered more often look more important", lambda c: _occlusion(c, reduce="sum")),
+    Mistake("each pixel keeps only the last window's drop (you assigned instead of accumulating): add every "
+            "covering window's drop and divide by their number", lambda c: _occlusion(c, reduce="last")),
+    Mistake("your windows stop before the border: when the stride does not divide H − patch, the last window "
+            "starts at ceil((H − patch) / stride) · stride and is clipped by the image edge (Captum's convention)",
+            lambda c: _occlusion(c, clip_last=False)),
+    Mistake("you filled the windows with 0 (black); fill them with `fill` (0.5, mid-grey)", lambda c: _occlusion(c, fill=0.0)),
+    Mistake("you used the softmax probability; the course measures the drop of the logit",
+            lambda c: _occlusion(c, score="probability")),
+    Mistake("you measured the predicted class's score instead of `target`'s", lambda c: _occlusion(c, target=_predicted(c))),
+    Mistake("you measured the other class's score: use logits[range(N), target]", lambda c: _occlusion(c, target=1 - c.target)),
+]
+
+
+def _occlusion_reference(c: Case) -> torch.Tensor:
+    from .explain import occlusion
+    return occlusion(c.model, c.images, c.target, patch=c.extra["patch"], stride=c.extra["stride"], fill=c.extra["fill"])
+
+
+def _call_counting(f: Callable[..., Any], c: Case) -> Any:
+    counting = _Counting(c.model)
+    out = f(counting, c.images, c.target, patch=c.extra["patch"], stride=c.extra["stride"], fill=c.extra["fill"])
+    c.extra["calls"] = counting.calls
+    return out
+
+
+def check_occlusion(fn: Callable[..., torch.Tensor], cases: Sequence[Case] | None = None,
+                    verbose: bool = False) -> CheckResult:
+    """Exercise 02.1: ``fn(model, images, target, patch, stride, fill) → [N, H, W]``, the mean drop of the target
+    logit over the windows covering each pixel (Zeiler & Fergus 2014, section 4.2; :func:`utils.explain.occlusion`)."""
+    return check("occlusion", fn, _call_counting, _occlusion_reference, OCCLUSION_MISTAKES,
+                 _occlusion_cases(cases), "utils.explain.occlusion", _channel_hint, verbose)
+
+
+def _batched(c: Case) -> str | None:
+    n = c.images.shape[0]
+    if c.extra["calls"] > 2 * n:
+        return (f"the values are right, but not batched: {c.extra['calls']} forward passes for {n} images on "
+                f"{c.name}. Stack every occluded copy of an image into one batch [windows, 3, H, W] and run the model "
+                f"once per image (plus once for the clean images)")
+    return None
+
+
+def check_occlusion_batched(fn: Callable[..., torch.Tensor], cases: Sequence[Case] | None = None,
+                            verbose: bool = False) -> CheckResult:
+    """Exercise 02.2: the same map as :func:`check_occlusion`'s, with all windows of an image in one forward pass
+    (at most two passes per image are accepted)."""
+    return check("batched occlusion", fn, _call_counting, _occlusion_reference, OCCLUSION_MISTAKES,
+                 _occlusion_cases(cases), "utils.explain.occlusion", _channel_hint, verbose, post=_batched)
