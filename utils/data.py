@@ -475,7 +475,8 @@ def preview(split: str, out: str | Path, n: int = 24, image_size: int = DEFAULT_
 
     data = SyntheticOrcaLeopard(split, n, image_size, seed)
     rows = math.ceil(n / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.95 * rows + 0.35), squeeze=False,
+                             layout="constrained")  # room for every title and the suptitle, whatever the grid
     for ax in axes.flat:
         ax.axis("off")
     for i, ax in zip(range(n), axes.flat):
@@ -483,7 +484,6 @@ def preview(split: str, out: str | Path, n: int = 24, image_size: int = DEFAULT_
         ax.imshow(s.image.permute(1, 2, 0).numpy(), interpolation="nearest")
         ax.set_title(f"{CLASSES[s.label]} / {BACKGROUNDS[s.background]}", fontsize=8)
     fig.suptitle(f"split {split!r}: class / background", fontsize=10)
-    fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100, metadata={"Software": None} if out.suffix == ".png" else None)

@@ -20,8 +20,8 @@ from matplotlib.figure import Figure
 
 from .data import CLASSES
 
-__all__ = ["FIGS_DIR", "to_display", "overlay", "show_grid", "map_table", "save_figure", "image_to_numpy", "save_table",
-           "save_macros"]
+__all__ = ["FIGS_DIR", "to_display", "overlay", "show_grid", "map_table", "show_splits", "save_figure",
+           "image_to_numpy", "save_table", "save_macros"]
 
 #: Where exported figures, tables and results go: ``figs/`` (the LaTeX report includes them from there),
 #: or the folder in the environment variable ``VEX_FIGS_DIR``. The test suite sets it to a temporary
@@ -72,12 +72,14 @@ def show_grid(images: torch.Tensor, maps: Sequence[torch.Tensor] | torch.Tensor 
               labels: Sequence[int] | torch.Tensor | None = None, preds: Sequence[int] | torch.Tensor | None = None,
               probs: Sequence[float] | torch.Tensor | None = None, row_titles: Sequence[str] | None = None,
               columns: int | None = None, alpha: float = 0.5, cmap: str = "jet", signed: bool = False,
-              size: float = 1.7) -> Figure:
+              size: float = 1.7, colorbar: str | None = None) -> Figure:
     """A grid of images with optional heatmaps and "true / pred (confidence)" titles.
 
     ``maps`` may be one ``[N, H, W]`` tensor (one row of overlays under the
     images) or a list of them (one row per method, named by ``row_titles``).
-    Without ``maps``: the images alone, ``columns`` per row.
+    Without ``maps``: the images alone, ``columns`` per row. ``colorbar``: a colour bar at the right with this
+    label (each map is divided by its own largest magnitude, :func:`to_display`, so the bar runs 0 … 1, or
+    -1 … 1 for ``signed`` maps, drawn on the diverging ``bwr`` scale centred at 0).
     """
     n = images.shape[0]
     rows_of_maps = [] if maps is None else ([maps] if isinstance(maps, torch.Tensor) else list(maps))
@@ -101,7 +103,15 @@ def show_grid(images: torch.Tensor, maps: Sequence[torch.Tensor] | torch.Tensor 
     if row_titles:
         for r, t in enumerate(row_titles, start=1 if rows_of_maps else 0):
             axes[r, 0].set_ylabel(t, fontsize=9)
-    fig.tight_layout()
+    if colorbar and rows_of_maps:
+        fig.tight_layout(rect=(0, 0, 1 - 0.75 / fig.get_figwidth(), 1))
+        norm = plt.Normalize(-1 if signed else 0, 1)
+        cax = fig.add_axes((1 - 0.6 / fig.get_figwidth(), 0.12, 0.12 / fig.get_figwidth(), 0.6))
+        bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="bwr" if signed else cmap), cax=cax)
+        bar.set_label(colorbar, fontsize=7)
+        cax.tick_params(labelsize=6)
+    else:
+        fig.tight_layout()
     return fig
 
 
@@ -165,6 +175,25 @@ def map_table(images: Sequence[torch.Tensor] | torch.Tensor, maps: Sequence[Sequ
             "cell": "each map ÷ its largest value", "row": "map ÷ largest value in its row",
             "all": "map ÷ largest value in the figure"}[scale] + (" (signed)" if signed else ""), fontsize=7)
         cax.tick_params(labelsize=6)
+    return fig
+
+
+def show_splits(splits: dict[str, "SplitData"], per_split: int = 4, size: float = 1.25) -> Figure:
+    """The first ``per_split`` images of each split, one row per split, titled "class / background", with the
+    object mask's outline in cyan (what the localisation metrics score against)."""
+    from .data import BACKGROUNDS
+    fig, axes = plt.subplots(len(splits), per_split, figsize=(size * per_split + 1.2, size * len(splits) + 0.2),
+                             squeeze=False, layout="constrained")
+    for r, (name, d) in enumerate(splits.items()):
+        for c in range(per_split):
+            ax = axes[r, c]
+            ax.imshow(image_to_numpy(d.images[c]), interpolation="nearest")
+            if d.masks is not None:
+                ax.contour(d.masks[c].float().numpy(), levels=[0.5], colors="cyan", linewidths=0.7)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{CLASSES[int(d.labels[c])]} / {BACKGROUNDS[int(d.backgrounds[c])]}", fontsize=7)
+        axes[r, 0].set_ylabel(name, fontsize=8)
     return fig
 
 
