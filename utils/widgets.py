@@ -46,14 +46,21 @@ def _panels(s, heat: torch.Tensor, probs: torch.Tensor, t: int, method: str, alp
     fig, axes = plt.subplots(1, 3, figsize=(8.4, 3.4))
     pred = int(probs.argmax())
     overlay(axes[0], s.image, title=label_text(s.label, pred, float(probs[pred])))
-    axes[1].imshow(heat.cpu().numpy(), cmap="viridis")
+    # the raw map with its own scale: a signed map (occlusion, CAM) on a diverging scale centred at 0
+    raw = heat.detach().float().cpu()
+    signed = bool((raw < 0).any())
+    peak = float(raw.abs().max()) or 1.0
+    im = axes[1].imshow(raw.numpy(), cmap="bwr" if signed else "inferno", vmin=-peak if signed else 0, vmax=peak)
     axes[1].set_title(f"{method} for '{CLASSES[t]}'", fontsize=8)
     axes[1].set_xticks([])
     axes[1].set_yticks([])
+    bar = fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.03)
+    bar.ax.tick_params(labelsize=6)
     share = float(energy_in_mask(heat.unsqueeze(0).cpu(), s.mask.unsqueeze(0))[0])
     area = float(s.mask.float().mean())
-    overlay(axes[2], s.image, heat, alpha=alpha,
+    overlay(axes[2], s.image, heat, alpha=alpha, cmap="inferno",
             title=f"on the animal: {share:.0%} of the map\n(animal = {area:.0%} of the image){extra}")
+    axes[2].set_xlabel("overlay: the map's positive part ÷ its maximum", fontsize=7)
     fig.tight_layout()
     return fig
 
