@@ -40,3 +40,10 @@ def occlusion_map_batched(model, images, target, patch=8, stride=4, fill=0.5):
             drops = clean[i] - model(occluded)[:, target[i]]
             out[i] = (drops.view(-1, 1, 1) * masks.squeeze(1)).sum(0) / count
     return out
+
+
+def largest_drops(model, images, target):
+    """Each image's largest occlusion drop (patch 16, stride 8) with the grey fill (row 0) and the blur (row 1)."""
+    from utils.explain import occlusion
+    return torch.stack([occlusion(model, images, target, patch=16, stride=8, fill=fill).amax((1, 2))
+                        for fill in (0.5, "blur")])

@@ -203,6 +203,31 @@ def test_occlusion_mistakes_get_their_own_message(name):
     assert result.status == "wrong" and expected in result.message, result.message
 
 
+def _drops(**knobs):
+    return lambda m, x, t: X._drops(X.Case("learner", m, x, t, {}), **knobs)
+
+
+LARGEST_DROPS_MISTAKES = {
+    "rows swapped": (_drops(fills=("blur", 0.5)), "wrong way round"),
+    "smallest value": (_drops(reduce="min"), "smallest value"),
+    "mean of the map": (_drops(reduce="mean"), "averaged each map"),
+    "mean-colour fill": (_drops(fills=(0.5, "mean")), "mean colour"),
+    "other window": (_drops(patch=8, stride=4), "patch 16, stride 8"),
+    "transposed": (lambda m, x, t: X._drops(X.Case("l", m, x, t, {})).T, "one row per fill"),
+}
+
+
+def test_largest_drops_solution_is_accepted():
+    assert X.check_largest_drops(O.largest_drops)
+
+
+@pytest.mark.parametrize("name", list(LARGEST_DROPS_MISTAKES))
+def test_largest_drops_mistakes_get_their_own_message(name):
+    fn, expected = LARGEST_DROPS_MISTAKES[name]
+    result = X.check_largest_drops(fn)
+    assert result.status == "wrong" and expected in result.message, result.message
+
+
 # ------------------------------------------------------------------ the notebooks, as shipped and solved
 import inspect  # noqa: E402
 import os  # noqa: E402

@@ -37,7 +37,7 @@ from torch import nn
 from .explain.saliency import input_gradients
 
 __all__ = ["CheckResult", "Case", "Mistake", "check", "check_saliency", "check_smoothgrad", "check_occlusion",
-           "check_occlusion_batched", "default_cases", "RTOL"]
+           "check_occlusion_batched", "check_largest_drops", "default_cases", "RTOL"]
 
 #: The relative error (largest |difference| ÷ largest |reference|) below which an answer is correct: float32 noise
 #: from a different but equivalent order of operations stays far below it.
@@ -431,3 +431,35 @@ def check_occlusion_batched(fn: Callable[..., torch.Tensor], cases: Sequence[Cas
     (at most two passes per image are accepted)."""
     return check("batched occlusion", fn, _call_counting, _occlusion_reference, OCCLUSION_MISTAKES,
                  _occlusion_cases(cases), "utils.explain.occlusion", _channel_hint, verbose, post=_batched)
+
+
+# ----------------------------------------------------------------------------- notebook 02: a small task
+def _drops(case: Case, fills: tuple = (0.5, "blur"), reduce: str = "max", patch: int = 16, stride: int = 8
+           ) -> torch.Tensor:
+    from .explain import occlusion
+    maps = [occlusion(case.model, case.images, case.target, patch=patch, stride=stride, fill=f) for f in fills]
+    return torch.stack([m.amax((1, 2)) if reduce == "max" else (m.amin((1, 2)) if reduce == "min" else m.mean((1, 2)))
+                        for m in maps])
+
+
+LARGEST_DROPS_MISTAKES = [
+    Mistake("the rows are the wrong way round: row 0 is the grey fill (0.5), row 1 the blur", lambda c: _drops(c, ("blur", 0.5))),
+    Mistake("you took the smallest value of each map; the question is about the largest drop (.amax((1, 2)))",
+            lambda c: _drops(c, reduce="min")),
+    Mistake("you averaged each map; the question is about its largest value (.amax((1, 2)))",
+            lambda c: _drops(c, reduce="mean")),
+    Mistake("row 1 used the image's mean colour; the task compares grey with fill=\"blur\"",
+            lambda c: _drops(c, (0.5, "mean"))),
+    Mistake("use the task's window: patch 16, stride 8", lambda c: _drops(c, patch=8, stride=4)),
+]
+
+
+def check_largest_drops(fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
+                        cases: Sequence[Case] | None = None, verbose: bool = False) -> CheckResult:
+    """Task 02.3: ``fn(model, images, target) → [2, N]``: each image's largest occlusion drop (patch 16, stride 8)
+    with the grey fill (row 0) and with the blur fill (row 1), computed with :func:`utils.explain.occlusion`."""
+    def hint(got: tuple, expected: tuple) -> str | None:
+        return "one row per fill, one column per image: stack the two [N] results (torch.stack)" \
+            if got == expected[::-1] else None
+    return check("largest drops", fn, lambda f, c: f(c.model, c.images, c.target), _drops, LARGEST_DROPS_MISTAKES,
+                 default_cases() if cases is None else cases, "occlusion(...).amax((1, 2)) per fill", hint, verbose)
