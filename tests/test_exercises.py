@@ -228,6 +228,231 @@ def test_largest_drops_mistakes_get_their_own_message(name):
     assert result.status == "wrong" and expected in result.message, result.message
 
 
+# ------------------------------------------------------------------ CAM (notebook 03)
+C = _solutions("cam")
+
+
+def _cam(f, w, t):
+    return torch.einsum("nk,nkhw->nhw", w[t], f)
+
+
+CAM_MISTAKES = {
+    "ReLU": (lambda f, w, t: _cam(f, w, t).clamp(min=0), "applied a ReLU"),
+    "mean over channels": (lambda f, w, t: _cam(f, w, t) / f.shape[1], "averaged over the K channels"),
+    "divided by hw": (lambda f, w, t: _cam(f, w, t) / (f.shape[2] * f.shape[3]), "divided by h·w"),
+    "no weights, mean": (lambda f, w, t: f.mean(1), "averaged the feature maps without the class weights"),
+    "no weights, sum": (lambda f, w, t: f.sum(1), "summed the feature maps without the class weights"),
+    "other class": (lambda f, w, t: _cam(f, w, 1 - t), "other class's weights"),
+    "all classes' weights": (lambda f, w, t: torch.einsum("k,nkhw->nhw", w.sum(0), f), "summed the weights of all classes"),
+    "every class's map": (lambda f, w, t: torch.einsum("ck,nkhw->nchw", w, f), "index the weights with target"),
+    "upsampled": (lambda f, w, t: torch.nn.functional.interpolate(_cam(f, w, t)[:, None], scale_factor=2)[:, 0],
+                  "keep the features' resolution"),
+}
+
+
+def test_cam_solutions_are_accepted():
+    assert X.check_cam(C.cam_map)
+    assert X.check_logits_from_cams(C.logits_from_cams)
+
+
+def test_the_cam_checker_is_the_course_cam_and_the_logit_identity_holds_on_its_cases():
+    for case in X._cam_cases(None):
+        from utils.explain import cam
+        assert torch.allclose(X._cam(case), cam(case.model, case.images, case.target, resolution="features"), atol=1e-5)
+        f, w, b = X._gap_parts(case)
+        assert torch.allclose(X._all_cams(case).mean((2, 3)) + b, case.model(case.images), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", list(CAM_MISTAKES))
+def test_cam_mistakes_get_their_own_message(name):
+    fn, expected = CAM_MISTAKES[name]
+    result = X.check_cam(fn)
+    assert result.status == "wrong" and expected in result.message, result.message
+
+
+LOGIT_MISTAKES = {
+    "no bias": (lambda m, b: m.mean((2, 3)), "forgot the bias"),
+    "sum over cells": (lambda m, b: m.sum((2, 3)) + b, "summed over the cells"),
+    "max over cells": (lambda m, b: m.amax((2, 3)) + b, "largest cell"),
+    "positive part": (lambda m, b: m.clamp(min=0).mean((2, 3)) + b, "only the positive part"),
+    "biases swapped": (lambda m, b: m.mean((2, 3)) + b.flip(0), "wrong way round"),
+    "not pooled": (lambda m, b: m + b.view(1, -1, 1, 1), "average each map over its cells"),
+    "one class": (lambda m, b: m[:, 0].mean((1, 2)) + b[0], "keep dimension 1"),
+}
+
+
+@pytest.mark.parametrize("name", list(LOGIT_MISTAKES))
+def test_logits_from_cams_mistakes_get_their_own_message(name):
+    fn, expected = LOGIT_MISTAKES[name]
+    result = X.check_logits_from_cams(fn)
+    assert result.status == "wrong" and expected in result.message, result.message
+
+
+# ------------------------------------------------------------------ Grad-CAM and HiResCAM (notebook 04)
+G = _solutions("gradcam")
+F = torch.nn.functional
+
+
+def _layer_map(model, layer, images, target, *, weights="mean", relu="relu", score="logit", mode="bilinear",
+               align_corners=False, relu_late=False, leave_hook=False, backward=False):
+    """A learner's Grad-CAM / HiResCAM written independently of the checker, one knob per mistake."""
+    store = []
+    handle = layer.register_forward_hook(lambda m, i, o: store.append(o))
+    logits = model(images)
+    out = logits.softmax(1) if score == "probability" else logits
+    s = out[torch.arange(len(images)), target].sum()
+    if backward:
+        store[-1].retain_grad()
+        s.backward()
+        g = store[-1].grad
+    else:
+        (g,) = torch.autograd.grad(s, store[-1])
+    if not leave_hook:
+        handle.remove()
+    a = store[-1].detach()
+    if weights == "mean":
+        m = (g.mean((2, 3), keepdim=True) * a).sum(1)
+    elif weights == "sum":
+        m = (g.sum((2, 3), keepdim=True) * a).sum(1)
+    elif weights == "relu":
+        m = (g.mean((2, 3), keepdim=True).clamp(min=0) * a).sum(1)
+    else:
+        m = (g * a).sum(1)
+    act = {"relu": lambda t: t.clamp(min=0), "none": lambda t: t, "abs": torch.abs}[relu]
+    m = m if relu_late else act(m)
+    kw = {} if mode == "nearest" else {"align_corners": align_corners}
+    up = F.interpolate(m[:, None], size=images.shape[-2:], mode=mode, **kw)[:, 0].detach()
+    return act(up) if relu_late else up
+
+
+def _knobs(**k):
+    return lambda m, l, x, t: _layer_map(m, l, x, t, **k)
+
+
+GRADCAM_MISTAKES = {
+    "forgot the ReLU": (_knobs(relu="none"), "forgot the ReLU"),
+    "abs instead of ReLU": (_knobs(relu="abs"), "|·| instead of the ReLU"),
+    "weights not averaged over space": (_knobs(weights="cell"), "not averaged over space"),
+    "weights summed": (_knobs(weights="sum"), "summed the gradients"),
+    "ReLU on the weights": (_knobs(weights="relu"), "ReLU to the channel weights"),
+    "probability": (_knobs(score="probability"), "softmax probability"),
+    "other class": (lambda m, l, x, t: _layer_map(m, l, x, 1 - t), "other class"),
+    "predicted class": (lambda m, l, x, t: _layer_map(m, l, x, m(x).argmax(1)), "predicted class"),
+    "nearest": (_knobs(mode="nearest"), "nearest-neighbour"),
+    "align_corners=True": (_knobs(align_corners=True), "align_corners=True"),
+    "bicubic": (_knobs(mode="bicubic"), "bicubic"),
+    "ReLU after upsampling": (_knobs(relu_late=True), "upsampled before the ReLU"),
+    "not upsampled": (lambda m, l, x, t: F.interpolate(_layer_map(m, l, x, t)[:, None], scale_factor=0.25)[:, 0],
+                      "upsample the map to the image's size"),
+    "hook left behind": (_knobs(leave_hook=True), "left hooks registered"),
+    "backward() leaves .grad": (_knobs(backward=True), "gradients were left behind"),
+}
+HIRESCAM_MISTAKES = {
+    "Grad-CAM's averaged weights": (_knobs(), "that is Grad-CAM"),
+    "forgot the ReLU": (_knobs(weights="cell", relu="none"), "forgot the ReLU"),
+    "abs instead of ReLU": (_knobs(weights="cell", relu="abs"), "|·| instead of the ReLU"),
+    "other class": (lambda m, l, x, t: _layer_map(m, l, x, 1 - t, weights="cell"), "other class"),
+    "predicted class": (lambda m, l, x, t: _layer_map(m, l, x, m(x).argmax(1), weights="cell"), "predicted class"),
+    "nearest": (_knobs(weights="cell", mode="nearest"), "nearest-neighbour"),
+    "align_corners=True": (_knobs(weights="cell", align_corners=True), "align_corners=True"),
+    "ReLU after upsampling": (_knobs(weights="cell", relu_late=True), "upsampled before the ReLU"),
+}
+
+
+def test_gradcam_solutions_are_accepted_and_the_learners_plain_version_too():
+    assert X.check_gradcam(G.gradcam_map)
+    assert X.check_hirescam(G.hirescam_map)
+    assert X.check_gradcam(_knobs())  # the test's own plain version with every knob at its default
+    assert X.check_hirescam(_knobs(weights="cell"))
+
+
+@pytest.mark.parametrize("name", list(GRADCAM_MISTAKES))
+def test_gradcam_mistakes_get_their_own_message(name):
+    fn, expected = GRADCAM_MISTAKES[name]
+    result = X.check_gradcam(fn)
+    assert result.status == "wrong" and expected in result.message, result.message
+
+
+@pytest.mark.parametrize("name", list(HIRESCAM_MISTAKES))
+def test_hirescam_mistakes_get_their_own_message(name):
+    fn, expected = HIRESCAM_MISTAKES[name]
+    result = X.check_hirescam(fn)
+    assert result.status == "wrong" and expected in result.message, result.message
+
+
+# ------------------------------------------------------------------ the kernel and the penalty (notebook 05)
+L = _solutions("camloss")
+
+
+def _kernel(h, w, s, *, invert=True, norm="peak", centres="cells", units="side", two=True):
+    import math
+
+    def coords(n):
+        i = torch.arange(n, dtype=torch.float32)
+        u = {"cells": (i + 0.5) / n - 0.5, "corners": i / n - 0.5, "linspace": torch.linspace(-0.5, 0.5, n)}[centres]
+        return u * n if units == "cells" else u
+    g = torch.exp(-(coords(h)[:, None] ** 2 + coords(w)[None] ** 2) / ((2 if two else 1) * s * s))
+    g = g / (2 * math.pi * s * s) if norm == "density" else (g / g.sum() if norm == "sum" else g)
+    return 1 - g if invert else g
+
+
+KERNEL_MISTAKES = {
+    "not inverted": (lambda h, w, s: _kernel(h, w, s, invert=False), "not inverted"),
+    "density-normalised": (lambda h, w, s: _kernel(h, w, s, norm="density"), "divided it by 2πσ²"),
+    "sum-normalised": (lambda h, w, s: _kernel(h, w, s, norm="sum"), "divided it by its sum"),
+    "distances in cells": (lambda h, w, s: _kernel(h, w, s, units="cells"), "distances are in cells"),
+    "cell corners": (lambda h, w, s: _kernel(h, w, s, centres="corners"), "cell corners"),
+    "linspace": (lambda h, w, s: _kernel(h, w, s, centres="linspace"), "linspace"),
+    "no 2 in the exponent": (lambda h, w, s: _kernel(h, w, s, two=False), "left out the 2"),
+    "height and width swapped": (lambda h, w, s: _kernel(w, h, s), "rows first"),
+    "one wrong cell": (lambda h, w, s: _kernel(h, w, s).index_put_((torch.tensor(1), torch.tensor(2)), torch.tensor(5.0)),
+                       "row 1, column 2"),
+}
+
+
+def test_kernel_solution_is_accepted():
+    result = X.check_kernel(L.inverted_gaussian_kernel)
+    assert result and "3 grids" in result.message
+
+
+@pytest.mark.parametrize("name", list(KERNEL_MISTAKES))
+def test_kernel_mistakes_get_their_own_message(name):
+    fn, expected = KERNEL_MISTAKES[name]
+    result = X.check_kernel(fn)
+    assert result.status == "wrong" and expected in result.message, result.message
+
+
+PENALTY_MISTAKES = {
+    "not divided (not scale-invariant)": (lambda m, k: (k * m.abs()).sum((1, 2)), "not scale-invariant"),
+    "divided by the cells (not scale-invariant)": (lambda m, k: (k * m.abs()).mean((1, 2)), "not scale-invariant"),
+    "signed": (lambda m, k: (k * m).sum((1, 2)) / m.sum((1, 2)), "forgot |·|"),
+    "squared": (lambda m, k: (k * m * m).sum((1, 2)) / (m * m).sum((1, 2)), "d², the first formulation"),
+    "positive part": (lambda m, k: (k * m.clamp(min=0)).sum((1, 2)) / m.clamp(min=0).sum((1, 2)), "positive part"),
+    "share near the centre": (lambda m, k: ((1 - k) * m.abs()).sum((1, 2)) / m.abs().sum((1, 2)), "near* the centre"),
+    "one number for the batch": (lambda m, k: (k * m.abs()).sum() / m.abs().sum(), "one penalty per image"),
+    "not summed": (lambda m, k: k * m.abs() / m.abs().sum((1, 2), keepdim=True), "sum the weighted mass"),
+}
+
+
+def test_penalty_solution_is_accepted_and_the_verdict_states_scale_invariance():
+    result = X.check_penalty(L.ratio_penalty)
+    assert result and "scale-invariant" in result.message and "0.001, 7, -2" in result.message
+
+
+def test_right_values_that_are_not_scale_invariant_are_refused():
+    def scaled(maps, kernel):  # right on the maps as given, not on small multiples of them
+        return L.ratio_penalty(maps, kernel) * (1 if float(maps.abs().max()) > 1e-2 else 2)
+    result = X.check_penalty(scaled)
+    assert result.status == "wrong" and "not scale-invariant" in result.message, result.message
+
+
+@pytest.mark.parametrize("name", list(PENALTY_MISTAKES))
+def test_penalty_mistakes_get_their_own_message(name):
+    fn, expected = PENALTY_MISTAKES[name]
+    result = X.check_penalty(fn)
+    assert result.status == "wrong" and expected in result.message, result.message
+
+
 # ------------------------------------------------------------------ the notebooks, as shipped and solved
 import inspect  # noqa: E402
 import os  # noqa: E402
@@ -273,7 +498,8 @@ def _strict_nbval(nb: nbformat.NotebookNode, tmp_path: Path) -> subprocess.Compl
                           text=True, timeout=900)
 
 
-NOTEBOOK_SOLUTIONS = {"01_saliency.ipynb": "saliency", "02_occlusion.ipynb": "occlusion"}
+NOTEBOOK_SOLUTIONS = {"01_saliency.ipynb": "saliency", "02_occlusion.ipynb": "occlusion", "03_cam.ipynb": "cam",
+                      "04_gradcam.ipynb": "gradcam", "05_camloss.ipynb": "camloss"}
 
 
 def test_every_stub_has_a_checker_after_it_and_a_tested_solution():
@@ -294,8 +520,10 @@ def test_every_stub_has_a_checker_after_it_and_a_tested_solution():
 @pytest.mark.parametrize("notebook", list(NOTEBOOK_SOLUTIONS))
 def test_the_notebook_passes_strict_nbval_with_the_solutions_swapped_in(notebook, tmp_path):
     solutions = _solutions(NOTEBOOK_SOLUTIONS[notebook])
-    names = [n for n, f in inspect.getmembers(solutions, inspect.isfunction) if f.__module__ == solutions.__name__]
-    nb = swapped(ROOT / "notebooks" / notebook, {n: inspect.getsource(getattr(solutions, n)) for n in names})
+    functions = [n for n, f in inspect.getmembers(solutions, inspect.isfunction) if f.__module__ == solutions.__name__]
+    names = [n for n in functions if not n.startswith("_")]
+    helpers = "".join(inspect.getsource(getattr(solutions, n)) + "\n\n" for n in functions if n.startswith("_"))
+    nb = swapped(ROOT / "notebooks" / notebook, {n: helpers + inspect.getsource(getattr(solutions, n)) for n in names})
     assert sum("✓" in c.outputs[0]["data"]["text/plain"] for c in nb.cells
                if c.cell_type == "code" and CHECK_CELL.match(c.source.strip())) == len(names)
     run = _strict_nbval(nb, tmp_path)

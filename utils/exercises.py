@@ -37,7 +37,8 @@ from torch import nn
 from .explain.saliency import input_gradients
 
 __all__ = ["CheckResult", "Case", "Mistake", "check", "check_saliency", "check_smoothgrad", "check_occlusion",
-           "check_occlusion_batched", "check_largest_drops", "default_cases", "RTOL"]
+           "check_occlusion_batched", "check_largest_drops", "check_cam", "check_logits_from_cams", "check_gradcam",
+           "check_hirescam", "check_kernel", "check_penalty", "default_cases", "RTOL"]
 
 #: The relative error (largest |difference| ÷ largest |reference|) below which an answer is correct: float32 noise
 #: from a different but equivalent order of operations stays far below it.
@@ -82,16 +83,16 @@ def _resnet() -> nn.Module:
     return resnet18(weights=None, num_classes=2).eval()
 
 
-def default_cases(extra: dict[str, Any] | None = None, n: int = 3) -> list[Case]:
-    """The course's shipped model on ``test_swapped`` images and a randomly initialised ResNet-18 on random 32-px
-    images; the target is the predicted class on even images and the other class on odd ones, so "explained the
+def default_cases(extra: dict[str, Any] | None = None, n: int = 3, size: int = 32) -> list[Case]:
+    """The course's shipped model on ``test_swapped`` images and a randomly initialised ResNet-18 on random
+    ``size``-px images (32: its last features are 1 × 1; 128 gives 4 × 4 for the CAM exercises); the target is the predicted class on even images and the other class on odd ones, so "explained the
     prediction" and "explained the other class" each differ from the right answer and from each other."""
     from .data import load_split
     from .models import load_shipped
     course, _ = load_shipped()
     images = load_split("test_swapped", n=n).images
     gen = torch.Generator().manual_seed(0)
-    rand = torch.rand(n, 3, 32, 32, generator=gen)
+    rand = torch.rand(n, 3, size, size, generator=gen)
     cases = []
     for name, model, x in (("the course model", course.eval(), images), ("resnet18(weights=None)", _resnet(), rand)):
         with torch.no_grad():
@@ -135,13 +136,23 @@ def _where(case: Case, diff: torch.Tensor) -> str:
         idx.append(flat % size)
         flat //= size
     idx = idx[::-1]
-    pixel = f"pixel (row {idx[-2]}, column {idx[-1]})" if diff.dim() >= 3 else f"index {idx}"
-    return f"{case.name}, image {idx[0]}, {pixel}"
+    if diff.dim() == 2 and case.extra.get("grid"):  # one map, e.g. a kernel
+        return f"{case.name}, row {idx[0]}, column {idx[1]}"
+    pixel = f"pixel (row {idx[-2]}, column {idx[-1]})" if diff.dim() >= 3 else (
+        f"class {idx[1]}" if diff.dim() == 2 else "")
+    return f"{case.name}, image {idx[0]}" + (f", {pixel}" if pixel else "")
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, rtol: float = RTOL) -> bool:
+    """Equal to ``rtol`` of ``b``'s largest magnitude; NaN in the same places counts as equal (a mistake that
+    divides by zero where the learner's answer does too)."""
     if a.shape != b.shape:
         return False
+    nan_a, nan_b = torch.isnan(a), torch.isnan(b)
+    if nan_a.any() or nan_b.any():
+        if not torch.equal(nan_a, nan_b) or bool(nan_a.all()):
+            return False
+        a, b = a[~nan_a], b[~nan_b]
     scale = float(b.abs().max()) or 1.0
     return float((a - b).abs().max()) <= rtol * scale
 
@@ -149,13 +160,17 @@ def _close(a: torch.Tensor, b: torch.Tensor, rtol: float = RTOL) -> bool:
 def check(exercise: str, fn: Callable[..., Any], call: Callable[[Callable[..., Any], Case], Any],
           reference: Callable[[Case], torch.Tensor], mistakes: Sequence[Mistake], cases: Sequence[Case],
           reference_name: str, shape_hints: Callable[[tuple, tuple], str | None] | None = None,
-          verbose: bool = False, post: Callable[[Case], str | None] | None = None) -> CheckResult:
+          verbose: bool = False, post: Callable[[Case], str | None] | None = None,
+          diagnose: Callable[[Callable[..., Any], Case], str | None] | None = None,
+          summary: str | None = None) -> CheckResult:
     """Run ``call(fn, case)`` on every case and compare with ``reference(case)``; return the verdict (a notebook
     shows it as the cell's result; ``verbose`` prints it too).
 
     ``mistakes`` are tried in order when the output is wrong; ``shape_hints(got, expected)`` may name the mistake
     behind a wrong shape; ``post(case)``, run when the values are right, may still object (e.g. to how they were
-    computed). The first case that fails decides the message.
+    computed); ``diagnose(fn, case)``, run when they are wrong and match no mistake, may name a property the
+    answer lacks (e.g. scale invariance). ``summary`` replaces "on 2 models and 6 images" in the verdict. The first
+    case that fails decides the message.
     """
     def verdict(status: str, message: str) -> CheckResult:
         result = CheckResult(exercise, status, message)
@@ -200,7 +215,8 @@ def check(exercise: str, fn: Callable[..., Any], call: Callable[[Callable[..., A
         if out.dtype != expected.dtype:
             return verdict("wrong", f"wrong dtype {out.dtype}, expected {expected.dtype} (the images' dtype)")
         if not bool(torch.isfinite(out).all()):
-            return verdict("wrong", f"the map has NaN or infinite values on {case.name}")
+            named = [m.message for m in mistakes if _close(out, m.compute(case))]
+            return verdict("wrong", named[0] if named else f"the map has NaN or infinite values on {case.name}")
         if _close(out, expected):
             objection = post(case) if post else None
             if objection:
@@ -210,12 +226,15 @@ def check(exercise: str, fn: Callable[..., Any], call: Callable[[Callable[..., A
             candidate = mistake.compute(case)
             if _close(out, candidate) and not _close(candidate, expected):
                 return verdict("wrong", mistake.message)
+        found = diagnose(fn, case) if diagnose else None
+        if found:
+            return verdict("wrong", found)
         diff = (out - expected).abs()
         rel = float(diff.max()) / (float(expected.abs().max()) or 1.0)
         return verdict("wrong", f"not equal to the reference: largest absolute error {float(diff.max()):.3g}, "
                                 f"relative {rel:.3g} (allowed {RTOL:g}), at {_where(case, diff)}")
-    return verdict("correct", f"correct: equal to the reference ({reference_name}) on "
-                              f"{len(cases)} models and {sum(c.images.shape[0] for c in cases)} images "
+    where = summary or f"{len(cases)} models and {sum(c.images.shape[0] for c in cases)} images"
+    return verdict("correct", f"correct: equal to the reference ({reference_name}) on {where} "
                               f"(relative error below {RTOL:g}).")
 
 
@@ -463,3 +482,396 @@ def check_largest_drops(fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], to
             if got == expected[::-1] else None
     return check("largest drops", fn, lambda f, c: f(c.model, c.images, c.target), _drops, LARGEST_DROPS_MISTAKES,
                  default_cases() if cases is None else cases, "occlusion(...).amax((1, 2)) per fill", hint, verbose)
+
+
+# ----------------------------------------------------------------------------- notebook 03: CAM
+def _gap_parts(case: Case) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(features [N, K, h, w] before the global average pooling, classifier weight [C, K], bias [C])``, cached."""
+    if "features" not in case.extra:
+        from .explain._common import model_state_preserved
+        from .explain._layers import capture, find_gap_head
+        pool, linear = find_gap_head(case.model)
+        with model_state_preserved(case.model), torch.no_grad(), capture(pool, "input") as store:
+            case.extra["logits"] = case.model(case.images).detach()
+        case.extra.update(features=store[-1].detach(), weight=linear.weight.detach().clone(),
+                          bias=linear.bias.detach().clone())
+    return case.extra["features"], case.extra["weight"], case.extra["bias"]
+
+
+def _cam(case: Case, target: torch.Tensor | None = None) -> torch.Tensor:
+    f, w, _ = _gap_parts(case)
+    return torch.einsum("nk,nkhw->nhw", w[case.target if target is None else target], f)
+
+
+def _cam_cases(cases: Sequence[Case] | None) -> list[Case]:
+    """The course model (8 × 8 features) and the ResNet-18 on 128-px images (4 × 4 features after layer4)."""
+    return default_cases(size=128) if cases is None else list(cases)
+
+
+def _cam_hint(got: tuple, expected: tuple) -> str | None:
+    if len(got) == 4 and got[0] == expected[0] and got[2:] == expected[1:]:
+        return ("one map per image is wanted: weigh the K feature maps by the target class's weights and sum over "
+                "the channel dimension (1); with all classes' maps you get [N, C, h, w]: index the weights with "
+                "target (weight[target] is [N, K])")
+    if len(got) == 3 and got[0] == expected[0] and got[1:] != expected[1:]:
+        return "keep the features' resolution (h × w); the notebook upsamples the map to the image afterwards"
+    return None
+
+
+CAM_MISTAKES = [
+    Mistake("you applied a ReLU: the CAM is signed (negative cells are evidence against the class), and only the "
+            "signed map adds up to the logit", lambda c: _cam(c).clamp(min=0)),
+    Mistake("you averaged over the K channels: the map is the weighted *sum* Σ_k w_ck f_k (the only average is "
+            "the pooling's, over the cells, which exercise 2 applies)", lambda c: _cam(c) / _gap_parts(c)[0].shape[1]),
+    Mistake("you divided by h·w: the map is Σ_k w_ck f_k; the 1/hw belongs to the pooling (the mean over cells), "
+            "which exercise 2 applies", lambda c: _cam(c) / (_gap_parts(c)[0].shape[2] * _gap_parts(c)[0].shape[3])),
+    Mistake("you averaged the feature maps without the class weights: weigh channel k by w[target, k]",
+            lambda c: _gap_parts(c)[0].mean(1)),
+    Mistake("you summed the feature maps without the class weights: weigh channel k by w[target, k]",
+            lambda c: _gap_parts(c)[0].sum(1)),
+    Mistake("you used the other class's weights: the map of class c uses row c of the weight, weight[target]",
+            lambda c: _cam(c, 1 - c.target)),
+    Mistake("you summed the weights of all classes: use the target class's row, weight[target]",
+            lambda c: torch.einsum("k,nkhw->nhw", _gap_parts(c)[1].sum(0), _gap_parts(c)[0])),
+]
+
+
+def check_cam(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+              cases: Sequence[Case] | None = None, verbose: bool = False) -> CheckResult:
+    """Exercise 03.1: ``fn(features [N, K, h, w], weight [C, K], target [N]) → [N, h, w]``, the class activation
+    map ``M_c = Σ_k w_ck f_k`` of each image's target class (Zhou et al. 2016, eq. 2), signed, at the features'
+    resolution (:func:`utils.explain.cam` with ``resolution="features"``)."""
+    from .explain import cam
+
+    def call(f: Callable[..., Any], c: Case) -> Any:
+        feats, weight, _ = _gap_parts(c)
+        return f(feats.clone(), weight.clone(), c.target.clone())
+    return check("CAM", fn, call, lambda c: cam(c.model, c.images, c.target, resolution="features"), CAM_MISTAKES,
+                 _cam_cases(cases), "utils.explain.cam", _cam_hint, verbose)
+
+
+def _all_cams(case: Case) -> torch.Tensor:
+    f, w, _ = _gap_parts(case)
+    return torch.einsum("ck,nkhw->nchw", w, f)
+
+
+LOGIT_MISTAKES = [
+    Mistake("you forgot the bias: y_c = mean(M_c) + b_c", lambda c: _all_cams(c).mean((2, 3))),
+    Mistake("you summed over the cells: the pooling is an average, so y_c = mean over the h·w cells of M_c, plus b_c",
+            lambda c: _all_cams(c).sum((2, 3)) + _gap_parts(c)[2]),
+    Mistake("you took the largest cell: the pooling averages, y_c = mean(M_c) + b_c",
+            lambda c: _all_cams(c).amax((2, 3)) + _gap_parts(c)[2]),
+    Mistake("you averaged only the positive part of the maps: the negative cells count too (the identity holds for "
+            "the signed map)", lambda c: _all_cams(c).clamp(min=0).mean((2, 3)) + _gap_parts(c)[2]),
+    Mistake("the classes' biases are the wrong way round: class c gets bias[c]",
+            lambda c: _all_cams(c).mean((2, 3)) + _gap_parts(c)[2].flip(0)),
+]
+
+
+def check_logits_from_cams(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                           cases: Sequence[Case] | None = None, verbose: bool = False) -> CheckResult:
+    """Exercise 03.2: ``fn(cams [N, C, h, w], bias [C]) → [N, C]``, the logits rebuilt from every class's CAM,
+    ``y_c = mean_{x,y} M_c(x, y) + b_c``; checked against the logits the model itself computes."""
+    def call(f: Callable[..., Any], c: Case) -> Any:
+        _, _, bias = _gap_parts(c)
+        return f(_all_cams(c).clone(), bias.clone())
+
+    def hint(got: tuple, expected: tuple) -> str | None:
+        if len(got) == 4:
+            return "average each map over its cells (dimensions 2 and 3) to get one number per image and class"
+        if len(got) == 1:
+            return "one logit per image *and class* is wanted: keep dimension 1 (the classes)"
+        return None
+    return check("logits from CAMs", fn, call, lambda c: c.extra["logits"], LOGIT_MISTAKES,
+                 _cam_cases(cases), "the model's own logits, model(images)", hint, verbose)
+
+
+# ----------------------------------------------------------------------------- notebook 04: Grad-CAM, HiResCAM
+def _layer_cases(cases: Sequence[Case] | None) -> list[Case]:
+    """Grad-CAM below the last layer, where it differs from CAM and from HiResCAM: the course model's third block
+    (``features.10``, 16 × 16) and the ResNet-18's ``layer3`` on 128-px images (8 × 8)."""
+    cases = default_cases(size=128) if cases is None else list(cases)
+    for c in cases:
+        name = "features.10" if hasattr(c.model, "features") else "layer3"
+        c.extra = {**c.extra, "layer": c.model.get_submodule(name), "layer_name": name}
+    return cases
+
+
+class _Softmax(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).softmax(1)
+
+
+def _acts_grads(case: Case, target: torch.Tensor | None = None, score: str = "logit"
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    from .explain.gradcam import layer_activations_and_gradients
+    key = ("acts", score, None if target is None else tuple(target.tolist()))
+    if key not in case.extra:
+        # the wrapper takes the model's mode: restoring the wrapper's mode afterwards sets the model's too
+        model = _Softmax(case.model).train(case.model.training) if score == "probability" else case.model
+        a, g, _ = layer_activations_and_gradients(model, case.images, case.target if target is None else target,
+                                                  case.extra["layer"])
+        case.extra[key] = (a, g)
+    return case.extra[key]
+
+
+def _layer_map(case: Case, *, method: str = "gradcam", relu: str = "relu", target: torch.Tensor | None = None,
+               score: str = "logit", mode: str = "bilinear", align_corners: bool | None = False,
+               relu_after_upsampling: bool = False) -> torch.Tensor:
+    """Grad-CAM (``method="gradcam"``: channel weights = gradients averaged over space; ``"sum"``: summed;
+    ``"hirescam"``: element-wise) written out plainly, with one knob per typical mistake."""
+    import torch.nn.functional as F
+    a, g = _acts_grads(case, target, score)
+    if method == "gradcam":
+        m = (g.mean((2, 3), keepdim=True) * a).sum(1)
+    elif method == "sum":
+        m = (g.sum((2, 3), keepdim=True) * a).sum(1)
+    elif method == "relu_weights":
+        m = (g.mean((2, 3), keepdim=True).clamp(min=0) * a).sum(1)
+    else:
+        m = (g * a).sum(1)
+    activate = {"relu": lambda t: t.clamp(min=0), "none": lambda t: t, "abs": torch.abs}[relu]
+    if not relu_after_upsampling:
+        m = activate(m)
+    size = tuple(case.images.shape[-2:])
+    up = F.interpolate(m.unsqueeze(1), size=size, mode=mode,
+                       **({} if mode == "nearest" else {"align_corners": align_corners})).squeeze(1)
+    return activate(up) if relu_after_upsampling else up
+
+
+def _layer_hint(got: tuple, expected: tuple) -> str | None:
+    if len(got) == 3 and got[0] == expected[0] and got[1:] != expected[1:]:
+        return ("upsample the map to the image's size: F.interpolate(m[:, None], size=images.shape[-2:], "
+                "mode=\"bilinear\", align_corners=False)[:, 0]")
+    if len(got) == 4 and got[0] == expected[0]:
+        return "one map per image is wanted: sum the weighted channels over dimension 1"
+    return None
+
+
+def _upsampling_mistakes(method: str) -> list[Mistake]:
+    return [
+        Mistake("wrong upsampling: nearest-neighbour gives blocks; the course (like grad-cam and OpenCV's resize) "
+                "upsamples bilinearly with align_corners=False", lambda c: _layer_map(c, method=method, mode="nearest")),
+        Mistake("wrong upsampling: align_corners=True stretches the map so the corner cells' centres sit on the image's "
+                "corner pixels; use align_corners=False (cell centres at pixel centres, as OpenCV's resize)",
+                lambda c: _layer_map(c, method=method, align_corners=True)),
+        Mistake("wrong upsampling: bicubic; use mode=\"bilinear\", align_corners=False",
+                lambda c: _layer_map(c, method=method, mode="bicubic")),
+        Mistake("you upsampled before the ReLU: apply the ReLU at the layer's resolution, then upsample (bilinear "
+                "interpolation of a clipped map is not the clipped interpolation)",
+                lambda c: _layer_map(c, method=method, relu_after_upsampling=True)),
+    ]
+
+
+GRADCAM_MISTAKES = [
+    Mistake("you forgot the ReLU: Grad-CAM keeps the positive part, ReLU(Σ_k α_k A^k)", lambda c: _layer_map(c, relu="none")),
+    Mistake("you took |·| instead of the ReLU: negative evidence must be dropped, not flipped",
+            lambda c: _layer_map(c, relu="abs")),
+    Mistake("your channel weights are not averaged over space: you multiplied the gradient and the activations "
+            "cell by cell. That is HiResCAM (exercise 2); Grad-CAM's weight α_k is the mean of ∂y/∂A^k over the cells",
+            lambda c: _layer_map(c, method="hirescam")),
+    Mistake("you summed the gradients over the cells: α_k is their mean (divide by h·w), as the paper's eq. 1",
+            lambda c: _layer_map(c, method="sum")),
+    Mistake("you applied a ReLU to the channel weights α_k: Grad-CAM keeps negative weights and applies the ReLU to "
+            "the weighted sum", lambda c: _layer_map(c, method="relu_weights")),
+    Mistake("you differentiated the softmax probability; Grad-CAM differentiates the class score before the "
+            "softmax (the logit)", lambda c: _layer_map(c, score="probability")),
+    Mistake("you explained the model's predicted class instead of `target`", lambda c: _layer_map(c, target=_predicted(c))),
+    Mistake("you explained the other class: differentiate logits[range(N), target]",
+            lambda c: _layer_map(c, target=1 - c.target)),
+] + _upsampling_mistakes("gradcam")
+
+
+def check_gradcam(fn: Callable[[nn.Module, nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
+                  cases: Sequence[Case] | None = None, verbose: bool = False) -> CheckResult:
+    """Exercise 04.1: ``fn(model, layer, images, target) → [N, H, W]``: ``ReLU(Σ_k α_k A^k)`` with ``α_k`` the
+    gradient of the target logit averaged over the layer's cells (Selvaraju et al. 2017, eq. 1–2), upsampled
+    bilinearly to the image; the model left as found (no hooks, no ``.grad``)."""
+    from .explain import gradcam
+    cases = _layer_cases(cases)
+    return check("Grad-CAM", fn, lambda f, c: f(c.model, c.extra["layer"], c.images, c.target),
+                 lambda c: gradcam(c.model, c.images, c.target, layer=c.extra["layer"]), GRADCAM_MISTAKES, cases,
+                 "utils.explain.gradcam", _layer_hint, verbose,
+                 summary=f"2 models at an inner layer ({', '.join(c.extra['layer_name'] for c in cases)}) and "
+                         f"{sum(c.images.shape[0] for c in cases)} images")
+
+
+HIRESCAM_MISTAKES = [
+    Mistake("that is Grad-CAM: you averaged the gradient over the cells. HiResCAM multiplies gradient and "
+            "activation cell by cell, Σ_k (∂y/∂A^k) ⊙ A^k, before the ReLU", lambda c: _layer_map(c)),
+    Mistake("you forgot the ReLU: HiResCAM keeps the positive part of Σ_k (∂y/∂A^k) ⊙ A^k",
+            lambda c: _layer_map(c, method="hirescam", relu="none")),
+    Mistake("you took |·| instead of the ReLU: negative evidence must be dropped, not flipped",
+            lambda c: _layer_map(c, method="hirescam", relu="abs")),
+    Mistake("you explained the model's predicted class instead of `target`",
+            lambda c: _layer_map(c, method="hirescam", target=_predicted(c))),
+    Mistake("you explained the other class: differentiate logits[range(N), target]",
+            lambda c: _layer_map(c, method="hirescam", target=1 - c.target)),
+] + _upsampling_mistakes("hirescam")
+
+
+def check_hirescam(fn: Callable[[nn.Module, nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
+                   cases: Sequence[Case] | None = None, verbose: bool = False) -> CheckResult:
+    """Exercise 04.2: ``fn(model, layer, images, target) → [N, H, W]``: HiResCAM ``ReLU(Σ_k (∂y/∂A^k) ⊙ A^k)``
+    (Draelos & Carin 2020), upsampled bilinearly to the image."""
+    from .explain import hirescam
+    cases = _layer_cases(cases)
+    return check("HiResCAM", fn, lambda f, c: f(c.model, c.extra["layer"], c.images, c.target),
+                 lambda c: hirescam(c.model, c.images, c.target, layer=c.extra["layer"]), HIRESCAM_MISTAKES, cases,
+                 "utils.explain.hirescam", _layer_hint, verbose,
+                 summary=f"2 models at an inner layer ({', '.join(c.extra['layer_name'] for c in cases)}) and "
+                         f"{sum(c.images.shape[0] for c in cases)} images")
+
+
+# ----------------------------------------------------------------------------- notebook 05: the kernel, the penalty
+KERNEL_GRIDS = ((8, 8, 0.3), (5, 12, 0.2), (16, 16, 0.5))
+
+
+def _grid_cases() -> list[Case]:
+    return [Case(f"the {h} × {w} grid with σ = {s}", nn.Identity(), torch.zeros(1), torch.zeros(1, dtype=torch.long),
+                 {"height": h, "width": w, "sigma": s, "grid": True}) for h, w, s in KERNEL_GRIDS]
+
+
+def _kernel(case: Case, *, invert: bool = True, norm: str = "peak", centres: str = "cells", units: str = "side",
+            two: bool = True) -> torch.Tensor:
+    """The inverted Gaussian written out plainly, one knob per typical mistake."""
+    import math
+    h, w, s = case.extra["height"], case.extra["width"], case.extra["sigma"]
+
+    def coords(n: int) -> torch.Tensor:
+        i = torch.arange(n, dtype=torch.float32)
+        if centres == "corners":
+            u = i / n - 0.5
+        elif centres == "linspace":
+            u = torch.linspace(-0.5, 0.5, n)
+        else:
+            u = (i + 0.5) / n - 0.5
+        return u * n if units == "cells" else u
+    d2 = coords(h).view(-1, 1) ** 2 + coords(w).view(1, -1) ** 2
+    g = torch.exp(-d2 / ((2 if two else 1) * s ** 2))
+    if norm == "density":
+        g = g / (2 * math.pi * s ** 2)
+    elif norm == "sum":
+        g = g / g.sum()
+    return 1 - g if invert else g
+
+
+KERNEL_MISTAKES = [
+    Mistake("the kernel is not inverted: the penalty weight must be 0 at the centre and grow towards the border, "
+            "K = 1 − exp(−d²/2σ²)", lambda c: _kernel(c, invert=False)),
+    Mistake("the Gaussian is not peak-normalised: you divided it by 2πσ² (a probability density), so K is not 0 at "
+            "the centre and can be negative; use exp(−d²/2σ²) with no factor in front (peak 1)",
+            lambda c: _kernel(c, norm="density")),
+    Mistake("the Gaussian is not peak-normalised: you divided it by its sum, so K is close to 1 everywhere; use "
+            "exp(−d²/2σ²) with peak 1", lambda c: _kernel(c, norm="sum")),
+    Mistake("the distances are in cells, but σ is a fraction of the side: measure positions in units of the side, "
+            "u = (i + 0.5) / h − 0.5", lambda c: _kernel(c, units="cells")),
+    Mistake("the positions are cell corners (i / h − 0.5), so the kernel is off-centre by half a cell: cell i's "
+            "centre is at (i + 0.5) / h − 0.5", lambda c: _kernel(c, centres="corners")),
+    Mistake("linspace(−0.5, 0.5, h) puts the outermost cells' centres on the border of the image; cell i's centre "
+            "is at (i + 0.5) / h − 0.5", lambda c: _kernel(c, centres="linspace")),
+    Mistake("the exponent is −d²/(2σ²): you left out the 2", lambda c: _kernel(c, two=False)),
+]
+
+
+def check_kernel(fn: Callable[[int, int, float], torch.Tensor], verbose: bool = False) -> CheckResult:
+    """Exercise 05.1: ``fn(height, width, sigma) → [height, width]``, the inverted Gaussian ``K = 1 − exp(−d²/2σ²)``
+    at the cell centres, ``d`` the distance from the image centre in units of the side
+    (:func:`utils.camloss.inverted_gaussian_kernel`)."""
+    from .camloss import inverted_gaussian_kernel
+
+    def hint(got: tuple, expected: tuple) -> str | None:
+        return "rows first: the kernel is [height, width]" if got == expected[::-1] else None
+    return check("inverted Gaussian kernel", fn, lambda f, c: f(c.extra["height"], c.extra["width"], c.extra["sigma"]),
+                 lambda c: inverted_gaussian_kernel(c.extra["height"], c.extra["width"], c.extra["sigma"]),
+                 KERNEL_MISTAKES, _grid_cases(), "utils.camloss.inverted_gaussian_kernel", hint, verbose,
+                 summary="3 grids (" + "; ".join(f"{h} × {w}, σ = {s}" for h, w, s in KERNEL_GRIDS) + ")")
+
+
+SCALES = (1e-3, 7.0, -2.0)
+
+
+def _penalty_cases(cases: Sequence[Case] | None) -> list[Case]:
+    """Decision maps ``d = (w_y − w_other) · f`` of the course model (8 × 8, σ 0.3) and of the ResNet-18 on 128-px
+    images (4 × 4, σ 0.5), the target taken as the label y."""
+    from .camloss import decision_map, inverted_gaussian_kernel
+    cases = _cam_cases(cases)
+    for c, sigma in zip(cases, (0.3, 0.5)):
+        f, w, _ = _gap_parts(c)
+        c.extra.update(maps=decision_map(f, w, c.target), kernel=inverted_gaussian_kernel(f.shape[2], f.shape[3], sigma))
+    return cases
+
+
+def _ratio(case: Case, *, mass: str = "abs", divide: str = "mass", complement: bool = False) -> torch.Tensor:
+    maps, k = case.extra["maps"], case.extra["kernel"]
+    m = {"abs": maps.abs(), "signed": maps, "squared": maps * maps, "positive": maps.clamp(min=0)}[mass]
+    num = (m * k).sum((1, 2))
+    den = {"mass": m.sum((1, 2)), "none": torch.ones_like(num), "cells": torch.full_like(num, float(k.numel()))}[divide]
+    share = num / den
+    return 1 - share if complement else share
+
+
+def _scale_invariance(fn: Callable[..., Any], case: Case) -> str | None:
+    """Multiply the map by 0.001, 7 and −2: a ratio penalty must not change."""
+    maps, k = case.extra["maps"], case.extra["kernel"]
+    base = fn(maps.clone(), k.clone())
+    for s in SCALES:
+        scaled = fn(s * maps, k.clone())
+        if not isinstance(scaled, torch.Tensor) or not _close(scaled, base):
+            shown = float(scaled[0]) if isinstance(scaled, torch.Tensor) and scaled.numel() else scaled
+            return (f"your penalty is not scale-invariant: on {case.name}, image 0 gets {float(base[0]):.4g} for the map "
+                    f"and {shown:.4g} for {s:g} × the map. The network could lower it by shrinking its features "
+                    f"instead of moving its evidence; divide by the map's total mass Σ|d| (the penalty is a share)")
+    return None
+
+
+PENALTY_MISTAKES = [
+    Mistake("you forgot |·|: positive and negative cells cancel in Σ d, so the 'share' can exceed 1 or be negative; "
+            "the mass of a cell is |d|", lambda c: _ratio(c, mass="signed")),
+    Mistake("you used d², the first formulation: many weak background cells then outvote one strong animal cell; "
+            "the course's default mass is |d|", lambda c: _ratio(c, mass="squared")),
+    Mistake("you kept only the positive part of d: negative evidence far from the centre is background evidence "
+            "too; use |d|", lambda c: _ratio(c, mass="positive")),
+    Mistake("you computed the share *near* the centre (1 − the penalty): weigh by K, which is 0 at the centre",
+            lambda c: _ratio(c, complement=True)),
+]
+
+
+def check_penalty(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cases: Sequence[Case] | None = None,
+                  verbose: bool = False) -> CheckResult:
+    """Exercise 05.2: ``fn(maps [N, h, w], kernel [h, w]) → [N]``, the share of each map's mass away from the
+    centre, ``P = Σ K·|d| / Σ |d|`` (:func:`utils.camloss.penalty` with ``mass="abs"``); the checker also
+    multiplies the maps by 0.001, 7 and −2 and requires the same penalty (scale invariance)."""
+    from .camloss import penalty
+
+    def hint(got: tuple, expected: tuple) -> str | None:
+        if len(got) == 0:
+            return "one penalty per image is wanted ([N]): sum over the cells (dimensions 1 and 2) only; training averages over the batch later"
+        if len(got) == 3:
+            return "sum the weighted mass over the cells (dimensions 1 and 2): one number per image"
+        return None
+
+    def post(c: Case) -> str | None:
+        return c.extra.pop("objection", None)
+
+    def call(f: Callable[..., Any], c: Case) -> Any:
+        out = f(c.extra["maps"].clone(), c.extra["kernel"].clone())
+        if isinstance(out, torch.Tensor) and _close(out, penalty(c.extra["maps"], c.extra["kernel"], mass="abs")):
+            c.extra["objection"] = _scale_invariance(f, c)
+        return out
+    cases = _penalty_cases(cases)
+    result = check("ratio penalty", fn, call, lambda c: penalty(c.extra["maps"], c.extra["kernel"], mass="abs"),
+                   PENALTY_MISTAKES, cases, "utils.camloss.penalty(maps, kernel, mass=\"abs\")", hint, post=post,
+                   diagnose=_scale_invariance,
+                   summary=f"the decision maps of 2 models and {sum(c.images.shape[0] for c in cases)} images")
+    if result:
+        result.message += (f" And scale-invariant: the same penalty when each map is multiplied by "
+                           f"{', '.join(f'{s:g}' for s in SCALES)}, so the network cannot lower it by shrinking "
+                           f"its features.")
+    if verbose:
+        print(repr(result))
+    return result

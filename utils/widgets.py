@@ -42,13 +42,16 @@ def _explain_one(model: nn.Module, split: str, index: int, target: str, image_si
     return s, x, probs, t
 
 
-def _panels(s, heat: torch.Tensor, probs: torch.Tensor, t: int, method: str, alpha: float, extra: str = "") -> Figure:
+def _panels(s, heat: torch.Tensor, probs: torch.Tensor, t: int, method: str, alpha: float, extra: str = "",
+            signed: bool | None = None, units: str | None = None) -> Figure:
+    """Image, raw map (``signed``: on ``bwr`` centred at 0; ``None``: signed when the map has a negative value) with a
+    colour bar labelled ``units``, and the overlay."""
     fig, axes = plt.subplots(1, 3, figsize=(8.4, 3.4))
     pred = int(probs.argmax())
     overlay(axes[0], s.image, title=label_text(s.label, pred, float(probs[pred])))
     # the raw map with its own scale: a signed map (occlusion, CAM) on a diverging scale centred at 0
     raw = heat.detach().float().cpu()
-    signed = bool((raw < 0).any())
+    signed = bool((raw < 0).any()) if signed is None else signed
     peak = float(raw.abs().max()) or 1.0
     im = axes[1].imshow(raw.numpy(), cmap="bwr" if signed else "inferno", vmin=-peak if signed else 0, vmax=peak)
     axes[1].set_title(f"{method} for '{CLASSES[t]}'", fontsize=8)
@@ -56,6 +59,8 @@ def _panels(s, heat: torch.Tensor, probs: torch.Tensor, t: int, method: str, alp
     axes[1].set_yticks([])
     bar = fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.03)
     bar.ax.tick_params(labelsize=6)
+    if units:
+        bar.set_label(units, fontsize=7)
     share = float(energy_in_mask(heat.unsqueeze(0).cpu(), s.mask.unsqueeze(0))[0])
     area = float(s.mask.float().mean())
     overlay(axes[2], s.image, heat, alpha=alpha, cmap="inferno",
@@ -111,11 +116,10 @@ def render_cam(model: nn.Module, split: str = "test_swapped", index: int = 0, ta
         raise ValueError(f"method must be one of {list(CAM_METHODS)}; got {method!r}")
     if method == "CAM":
         heat = cam(model, x, t)[0]
-        name = "CAM"
-    else:
-        heat = CAM_METHODS[method](model, x, t, layer=layer)[0]
-        name = f"{method} @ {layer or 'last block'}"
-    return _panels(s, heat, probs, t, name, alpha)
+        # CAM is signed whatever this image's values: red for the class, blue against, 0 white
+        return _panels(s, heat, probs, t, "CAM", alpha, signed=True, units="logit contribution per cell")
+    heat = CAM_METHODS[method](model, x, t, layer=layer)[0]
+    return _panels(s, heat, probs, t, f"{method} @ {layer or 'last block'}", alpha)
 
 
 def _wrap(render: Callable[..., Figure], model: nn.Module, image_size: int,
