@@ -11,3 +11,8 @@ def cam_map(features, weight, target):
 def logits_from_cams(cams, bias):
     """y_c = mean over cells of M_c + b_c, for every image and class → [N, C]."""
     return cams.mean(dim=(2, 3)) + bias
+
+
+def decision_map(features, weight):
+    """d = M_orca − M_leopard = (w_1 − w_0) · f → [N, h, w]: evidence for orca against leopard, signed."""
+    return torch.einsum("k,nkhw->nhw", weight[1] - weight[0], features)

@@ -37,7 +37,7 @@ from torch import nn
 from .explain.saliency import input_gradients
 
 __all__ = ["CheckResult", "Case", "Mistake", "check", "check_saliency", "check_smoothgrad", "check_occlusion",
-           "check_occlusion_batched", "check_largest_drops", "check_cam", "check_logits_from_cams", "check_gradcam",
+           "check_occlusion_batched", "check_largest_drops", "check_cam", "check_logits_from_cams", "check_decision_map", "check_gradcam",
            "check_hirescam", "check_kernel", "check_penalty", "default_cases", "RTOL"]
 
 #: The relative error (largest |difference| ÷ largest |reference|) below which an answer is correct: float32 noise
@@ -584,6 +584,44 @@ def check_logits_from_cams(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tens
         return None
     return check("logits from CAMs", fn, call, lambda c: c.extra["logits"], LOGIT_MISTAKES,
                  _cam_cases(cases), "the model's own logits, model(images)", hint, verbose)
+
+
+def _class_cam(case: Case, c: int) -> torch.Tensor:
+    return _cam(case, torch.full_like(case.target, c))
+
+
+DECISION_MISTAKES = [
+    Mistake("wrong order: d = M_orca − M_leopard (class 1 minus class 0), so that positive cells are evidence for "
+            "orca *against* leopard", lambda c: _class_cam(c, 0) - _class_cam(c, 1)),
+    Mistake("you added the two maps: the decision is the *difference* of the logits, so subtract the maps",
+            lambda c: _class_cam(c, 1) + _class_cam(c, 0)),
+    Mistake("you applied a ReLU to d: the decision map is signed (blue cells argue for leopard), and only the signed "
+            "map adds up to the logit difference", lambda c: (_class_cam(c, 1) - _class_cam(c, 0)).clamp(min=0)),
+    Mistake("you subtracted the positive parts of the two CAMs: the decision sums the signed maps, negative cells "
+            "included", lambda c: _class_cam(c, 1).clamp(min=0) - _class_cam(c, 0).clamp(min=0)),
+    Mistake("that is the orca CAM alone: subtract the leopard CAM, M_orca − M_leopard", lambda c: _class_cam(c, 1)),
+]
+
+
+def check_decision_map(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cases: Sequence[Case] | None = None,
+                       verbose: bool = False) -> CheckResult:
+    """Task 03.3: ``fn(features [N, K, h, w], weight [2, K]) → [N, h, w]``, the decision map
+    ``d = M_orca − M_leopard = (w_1 − w_0) · f`` of a two-class GAP network."""
+    from .explain import cam
+
+    def call(f: Callable[..., Any], c: Case) -> Any:
+        feats, weight, _ = _gap_parts(c)
+        return f(feats.clone(), weight.clone())
+
+    def reference(c: Case) -> torch.Tensor:
+        return cam(c.model, c.images, 1, resolution="features") - cam(c.model, c.images, 0, resolution="features")
+    def hint(got: tuple, expected: tuple) -> str | None:
+        if len(got) == 4 and got[0] == expected[0] and got[2:] == expected[1:]:
+            return ("one map per image is wanted: weigh the features by the difference of the two rows of the "
+                    "weights, w[1] − w[0] (shape [K]), and sum over the channels")
+        return _cam_hint(got, expected)
+    return check("decision map", fn, call, reference, DECISION_MISTAKES, _cam_cases(cases),
+                 "cam(model, images, 1) − cam(model, images, 0)", hint, verbose)
 
 
 # ----------------------------------------------------------------------------- notebook 04: Grad-CAM, HiResCAM
