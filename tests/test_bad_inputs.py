@@ -1,7 +1,7 @@
 """Every explanation method refuses every unusable input with a ValueError/TypeError naming it and the fix.
 
 The matrix below is the input contract (docs/design.md, section 2) written out:
-each bad image tensor for each of the seven methods, then each method's options.
+each bad image tensor for each of the nine methods, then each method's options.
 A bad input must fail *before* any work, with the message a learner can act on,
 never deep inside PyTorch and never by returning NaN or meaningless maps.
 """
@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from utils.data import load_split
-from utils.explain import cam, gradcam, gradcam_pp, hirescam, occlusion, saliency, smoothgrad
+from utils.explain import ablation_cam, cam, gradcam, gradcam_pp, hirescam, occlusion, saliency, score_cam, smoothgrad
 
-METHODS = [saliency, smoothgrad, occlusion, cam, gradcam, gradcam_pp, hirescam]
+METHODS = [saliency, smoothgrad, occlusion, cam, gradcam, gradcam_pp, hirescam, ablation_cam, score_cam]
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +101,17 @@ BAD_OPTIONS = [  # (method, options, exception, words)
     (gradcam, dict(layer="pool"), ValueError, "1×1 output.*pick a convolutional layer"),
     (gradcam_pp, dict(layer="pool"), ValueError, "1×1 output"),
     (hirescam, dict(layer="pool"), ValueError, "1×1 output"),
+    (ablation_cam, dict(layer="pool"), ValueError, "1×1 output"),
+    (ablation_cam, dict(layer="classifier"), ValueError, r"no spatial output \[N, C, h, w\]"),
+    (ablation_cam, dict(layer="nope"), ValueError, "layer 'nope' not found"),
+    (ablation_cam, dict(batch_size=0), ValueError, "batch_size must be > 0"),
+    (ablation_cam, dict(batch_size=2.5), TypeError, "batch_size must be an int"),
+    (ablation_cam, dict(resolution="native"), ValueError, "resolution must be"),
+    (score_cam, dict(layer="pool"), ValueError, "1×1 output"),
+    (score_cam, dict(layer=nn.Linear(2, 2)), ValueError, "is not a module of this"),
+    (score_cam, dict(batch_size=0), ValueError, "batch_size must be > 0"),
+    (score_cam, dict(batch_size=True), TypeError, "batch_size must be an int"),
+    (score_cam, dict(resolution="native"), ValueError, "resolution must be"),
 ]
 
 

@@ -6,7 +6,8 @@ from .baselines import centre_map, random_map
 from .cam import cam
 from .gradcam import gradcam, gradcam_pp, hirescam
 from .occlusion import count_windows, occlusion
+from .perturbation_cam import ablation_cam, score_cam
 from .saliency import saliency, smoothgrad
 
 __all__ = ["saliency", "smoothgrad", "occlusion", "count_windows", "cam", "gradcam", "gradcam_pp", "hirescam",
-           "random_map", "centre_map"]
+           "ablation_cam", "score_cam", "random_map", "centre_map"]

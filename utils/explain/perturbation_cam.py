@@ -1,0 +1,165 @@
+"""The perturbation CAMs: channel weights from forward passes instead of gradients.
+
+Both keep the CAM template of :mod:`utils.explain.gradcam`, ``ReLU(Σ_k w_k A_k)`` upsampled bilinearly
+(``align_corners=False``) to the input, and differ only in how the channel weight ``w_k`` is measured:
+
+* **AblationCAM** (Desai & Ramaswamy, WACV 2020, eq. 3): set channel ``k`` of the layer's output to 0 and measure
+  the target score's relative drop, ``w_k = (y_c − y_c^k) / y_c``. Only the network *after* the layer changes, so the
+  ablated copies run through the network's tail alone (:mod:`utils.explain._tail`: the model's graph cut at the
+  layer with ``torch.fx``; a skip connection that bypasses the layer is fed its clean-pass value, which the ablation
+  does not change), ``batch_size`` copies at a time, across images. A model that cannot be cut runs whole, with the
+  layer's output replaced by a hook. For a GAP + linear head at the last layer the drop is exactly
+  ``w_ck · mean f_k`` (tested).
+* **Score-CAM** (Wang et al., CVPR workshops 2020): each activation map, upsampled to the image and scaled to
+  [0, 1], masks the input; the target logit of the masked image, softmax-normalised over the channels, is ``w_k``.
+  One forward pass of the whole model per channel and image, ``batch_size`` masked images at a time, built on the
+  device from the activations (no host round trips).
+
+Conventions, as pytorch-grad-cam's ``AblationCAM`` and ``ScoreCAM`` (the tests compare after its min-max scaling):
+ablation sets the channel to 0 (grad-cam also does for a layer whose smallest activation is 0, e.g. after a ReLU;
+for layers with negative values it uses ``min − 1e7`` instead); the weights divide by the clean score ``y_c`` (so a
+negative score flips their signs, as in the paper's formula). Score-CAM upsamples the masks with
+``align_corners=True`` (grad-cam's ``UpsamplingBilinear2d``), scales each to [0, 1] with ``(a − min)/(max − min +
+1e-8)``, scores with the logit and takes the softmax over the channels (the authors' code accumulates the softmax
+*probability* of each masked image instead). Both return raw ``[N, H, W]`` maps (grad-cam min-max scales them).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._common import Target, check_images, check_positive_int, model_state_preserved, resolve_target
+from ._layers import capture, find_gap_head, resolve_layer, spatial
+from ._tail import run_split, split_at
+from .cam import Resolution, upsample
+
+__all__ = ["ablation_cam", "score_cam", "ablation_weights"]
+
+
+def _layer(model: nn.Module, layer: nn.Module | str | None) -> tuple[nn.Module, str, str]:
+    """(module, "input"/"output", name): the default is the input of the global average pooling, as in Grad-CAM."""
+    if layer is None:
+        return find_gap_head(model)[0], "input", "before global average pooling"
+    name = repr(layer) if isinstance(layer, str) else type(layer).__name__
+    return resolve_layer(model, layer), "output", name
+
+
+def _check_resolution(resolution: str) -> None:
+    if resolution not in ("input", "features"):
+        raise ValueError(f"resolution must be 'input' or 'features'; got {resolution!r}")
+
+
+def _finish(acts: torch.Tensor, weights: torch.Tensor, size: tuple[int, int], resolution: Resolution) -> torch.Tensor:
+    maps = torch.einsum("nk,nkhw->nhw", weights.to(acts.dtype), acts).clamp(min=0).float()
+    return maps if resolution == "features" else upsample(maps, size)
+
+
+def _chunks(n: int, k: int, batch_size: int, device: torch.device):
+    """(image index, channel index) pairs of all n·k ablations / masks, ``batch_size`` at a time."""
+    pairs = torch.arange(n * k, device=device)
+    for start in range(0, n * k, batch_size):
+        block = pairs[start:start + batch_size]
+        yield block // k, block % k
+
+
+def ablation_weights(model: nn.Module, images: torch.Tensor, target: Target = None, *,
+                     layer: nn.Module | str | None = None, batch_size: int = 256
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(activations [N, K, h, w], clean scores [N], ablated scores [N, K], target [N])`` of AblationCAM: the
+    target logit with each channel of ``layer``'s output set to 0 in turn."""
+    images = check_images(model, images)
+    batch_size = check_positive_int("batch_size", batch_size)
+    module, where, name = _layer(model, layer)
+    with model_state_preserved(model), torch.no_grad():
+        cut = split_at(model, module, where)
+        clean = run_split(cut, images) if cut is not None else None
+        if clean is not None:
+            logits, acts, side = clean
+        else:
+            with capture(module, where, leaf=True) as store:  # leaf: an in-place op after the layer leaves it alone
+                logits = model(images)
+            if not store:
+                raise ValueError(f"layer {name} was not used in the forward pass")
+            acts, side = store[-1].detach(), []
+        acts = spatial(name, acts)
+        t = resolve_target(target, logits)
+        score = logits.gather(1, t.view(-1, 1))[:, 0]
+        n, k = acts.shape[:2]
+        ablated = torch.empty(n * k, dtype=logits.dtype, device=logits.device)
+        done = 0
+        for img, ch in _chunks(n, k, batch_size, acts.device):
+            copies = acts[img].clone()
+            copies[torch.arange(len(img), device=acts.device), ch] = 0
+            if clean is not None:
+                out = cut.tail(copies, *[s[img] for s in side])
+            else:  # the whole model, the layer's output (or the pooling's input) replaced by the ablated copies
+                out = _replaced(model, module, where, images[img], copies)
+            ablated[done:done + len(img)] = out.gather(1, t[img].view(-1, 1))[:, 0]
+            done += len(img)
+    return acts, score, ablated.view(n, k), t
+
+
+def _replaced(model: nn.Module, module: nn.Module, where: str, images: torch.Tensor,
+              replacement: torch.Tensor) -> torch.Tensor:
+    if where == "output":
+        handle = module.register_forward_hook(lambda m, i, o: replacement)
+    else:
+        handle = module.register_forward_pre_hook(lambda m, i: (replacement,) + tuple(i[1:]))
+    try:
+        return model(images)
+    finally:
+        handle.remove()
+
+
+def ablation_cam(model: nn.Module, images: torch.Tensor, target: Target = None, *,
+                 layer: nn.Module | str | None = None, resolution: Resolution = "input",
+                 batch_size: int = 256) -> torch.Tensor:
+    """AblationCAM ``ReLU(Σ_k w_k A_k)``, ``w_k = (y_c − y_c^k) / y_c`` (Desai & Ramaswamy 2020) → ``[N, H, W]``.
+
+    Cost: one forward pass, then ``K`` passes of the network *after* ``layer`` per image (``K`` channels),
+    ``batch_size`` at a time.
+    """
+    _check_resolution(resolution)
+    acts, score, ablated, t = ablation_weights(model, images, target, layer=layer, batch_size=batch_size)
+    zero = (score == 0).nonzero()
+    if len(zero):
+        raise ValueError(f"the target score of image {int(zero[0])} is exactly 0, so AblationCAM's weights "
+                         f"(y − y_k) / y are undefined; explain another class or use another layer")
+    weights = (score[:, None] - ablated) / score[:, None]
+    return _finish(acts, weights, tuple(images.shape[-2:]), resolution)
+
+
+def score_cam(model: nn.Module, images: torch.Tensor, target: Target = None, *,
+              layer: nn.Module | str | None = None, resolution: Resolution = "input",
+              batch_size: int = 64) -> torch.Tensor:
+    """Score-CAM ``ReLU(Σ_k w_k A_k)``, ``w = softmax_k(y_c(x ⊙ s(A_k)))`` (Wang et al. 2020) → ``[N, H, W]``.
+
+    ``s(A_k)``: the activation map upsampled to the image and scaled to [0, 1]. Cost: one forward pass, then ``K``
+    forward passes of the whole model per image, ``batch_size`` at a time.
+    """
+    images = check_images(model, images)
+    batch_size = check_positive_int("batch_size", batch_size)
+    _check_resolution(resolution)
+    module, where, name = _layer(model, layer)
+    size = tuple(images.shape[-2:])
+    with model_state_preserved(model), torch.no_grad():
+        with capture(module, where, leaf=True) as store:  # leaf: an in-place op after the layer leaves it alone
+            logits = model(images)
+        if not store:
+            raise ValueError(f"layer {name} was not used in the forward pass")
+        acts = spatial(name, store[-1].detach())
+        t = resolve_target(target, logits)
+        n, k = acts.shape[:2]
+        scores = torch.empty(n * k, dtype=logits.dtype, device=logits.device)
+        done = 0
+        for img, ch in _chunks(n, k, batch_size, acts.device):
+            a = F.interpolate(acts[img, ch][:, None].float(), size=size, mode="bilinear", align_corners=True)
+            low = a.amin((2, 3), keepdim=True)
+            high = a.amax((2, 3), keepdim=True)
+            masks = (a - low) / (high - low + 1e-8)
+            out = model(images[img] * masks.to(images.dtype))
+            scores[done:done + len(img)] = out.gather(1, t[img].view(-1, 1))[:, 0]
+            done += len(img)
+        weights = scores.view(n, k).float().softmax(1)
+    return _finish(acts, weights, size, resolution)
