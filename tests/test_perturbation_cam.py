@@ -162,3 +162,23 @@ def test_an_untraceable_model_falls_back_to_the_whole_model(images, model):
     assert split_at(wrapped, wrapped.inner.features[10]) is None
     assert torch.allclose(ablation_cam(wrapped, images[:2], layer="inner.features.10"),
                           ablation_cam(model, images[:2], layer="features.10"), rtol=1e-5, atol=1e-6)
+
+
+def test_the_folded_inference_copy_is_the_same_function_and_leaves_the_model_alone(model, images, resnet, noise):
+    """Occlusion and Score-CAM run their forward passes through a copy with Conv + BatchNorm folded together."""
+    from utils.explain._common import inference_copy, model_state_preserved
+    for net, x in ((model, images), (resnet, noise)):
+        before = {k: v.clone() for k, v in net.state_dict().items()}
+        with model_state_preserved(net), torch.no_grad():
+            fast = inference_copy(net)
+            a, b = net(x), fast(x.contiguous(memory_format=torch.channels_last))
+        assert fast is not net and not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
+        assert (a - b).abs().max() <= 1e-5 * a.abs().max()
+        assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
+        assert any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+
+    class Branchy(nn.Module):
+        def forward(self, x):
+            return x if x.sum() > 0 else -x
+    branchy = Branchy()
+    assert inference_copy(branchy) is branchy  # untraceable: used as it is

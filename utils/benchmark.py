@@ -19,6 +19,9 @@ Sections:
     gets the same batching (``perturbations_per_eval`` × images = 64). Targets (issue 4):
     Grad-CAM ≤ 0.5× grad-cam, occlusion ≤ 0.7× Captum, saliency ≤ 1.0× Captum,
     gradient methods ≤ 1.3× one forward+backward.
+  * ``perturbation`` — AblationCAM and Score-CAM ÷ grad-cam's ``AblationCAM`` / ``ScoreCAM`` (targets ≤ 0.2 and
+    ≤ 0.5, issue 24), and Grad-CAM ÷ ``GradCAM`` again, on a ResNet-18 at 224 px, ``layer4``, one image, the same
+    batch size (32) on both sides.
   * ``training`` — one camloss epoch ÷ one default epoch (same data, seed and
     device; target ≤ 1.10, issue 5): the penalty must not cost a second pass.
     Only the training steps are timed (``train`` records each epoch's seconds;
@@ -192,8 +195,57 @@ def bench_training(repeats: int) -> list[Row]:
             ("camloss epoch ÷ default epoch", f"{ratio:.2f}×", _verdict(ratio, 1.10))]
 
 
+def bench_perturbation_cams(repeats: int) -> list[Row]:
+    """AblationCAM and Score-CAM ÷ pytorch-grad-cam's, on a torchvision ResNet-18 (random weights) at 224 px,
+    ``layer4``, one image, the same batch size on both sides (32 ablated copies / masked images per forward)."""
+    import os
+
+    import torch
+    os.environ["TQDM_DISABLE"] = "1"  # grad-cam's progress bars (tqdm reads it when a bar is made)
+    from pytorch_grad_cam import AblationCAM, GradCAM, ScoreCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    from torchvision.models import resnet18
+
+    from .explain import ablation_cam, gradcam, score_cam
+
+    torch.manual_seed(0)
+    model = resnet18(weights=None).eval()
+    x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    targets = [ClassifierOutputTarget(int(t)) for t in target]
+    batch = 32
+
+    def package(cls, **options):
+        def run() -> None:
+            with cls(model=model, target_layers=[model.layer4], **options) as e:
+                if cls is ScoreCAM:
+                    e.batch_size = batch  # ScoreCAM reads it from the instance (default 16)
+                e(input_tensor=x, targets=targets)
+        return run
+
+    fns = {
+        "ablation": lambda: ablation_cam(model, x, target, layer="layer4", batch_size=batch),
+        "pkg_ablation": package(AblationCAM, batch_size=batch),
+        "score": lambda: score_cam(model, x, target, layer="layer4", batch_size=batch),
+        "pkg_score": package(ScoreCAM),
+        "gradcam": lambda: gradcam(model, x, target, layer="layer4"),
+        "pkg_gradcam": package(GradCAM),
+    }
+    times = _round_robin(fns, repeats)
+
+    def r(a: str, b: str) -> float:
+        return statistics.median(u / v for u, v in zip(times[a], times[b]))
+    return [
+        ("AblationCAM ÷ grad-cam AblationCAM", f"{r('ablation', 'pkg_ablation'):.3f}×", _verdict(r("ablation", "pkg_ablation"), 0.2)),
+        ("Score-CAM ÷ grad-cam ScoreCAM", f"{r('score', 'pkg_score'):.2f}×", _verdict(r("score", "pkg_score"), 0.5)),
+        ("Grad-CAM ÷ grad-cam GradCAM (ResNet-18)", f"{r('gradcam', 'pkg_gradcam'):.2f}×", _verdict(r("gradcam", "pkg_gradcam"), 0.5)),
+        ("AblationCAM / Score-CAM (s, 1 image)", f"{statistics.median(times['ablation']):.2f} / {statistics.median(times['score']):.2f}", ""),
+    ]
+
+
 SECTIONS: dict[str, Callable[[int], list[Row]]] = {"data": bench_data, "methods": bench_methods,
-                                                   "training": bench_training}
+                                                   "training": bench_training, "perturbation": bench_perturbation_cams}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,8 @@ Both keep the CAM template of :mod:`utils.explain.gradcam`, ``ReLU(Σ_k w_k A_k)
 * **Score-CAM** (Wang et al., CVPR workshops 2020): each activation map, upsampled to the image and scaled to
   [0, 1], masks the input; the target logit of the masked image, softmax-normalised over the channels, is ``w_k``.
   One forward pass of the whole model per channel and image, ``batch_size`` masked images at a time, built on the
-  device from the activations (no host round trips).
+  device from the activations (no host round trips), channels-last, through a copy of the model with each
+  Conv + BatchNorm pair folded into one convolution (:func:`utils.explain._common.inference_copy`).
 
 Conventions, as pytorch-grad-cam's ``AblationCAM`` and ``ScoreCAM`` (the tests compare after its min-max scaling):
 ablation sets the channel to 0 (grad-cam also does for a layer whose smallest activation is 0, e.g. after a ReLU;
@@ -29,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import Target, check_images, check_positive_int, model_state_preserved, resolve_target
+from ._common import Target, check_images, check_positive_int, inference_copy, model_state_preserved, resolve_target
 from ._layers import capture, find_gap_head, resolve_layer, spatial
 from ._tail import run_split, split_at
 from .cam import Resolution, upsample
@@ -152,13 +153,15 @@ def score_cam(model: nn.Module, images: torch.Tensor, target: Target = None, *,
         t = resolve_target(target, logits)
         n, k = acts.shape[:2]
         scores = torch.empty(n * k, dtype=logits.dtype, device=logits.device)
+        fast = inference_copy(model)  # Conv + BatchNorm folded: same function, fewer passes over memory
         done = 0
         for img, ch in _chunks(n, k, batch_size, acts.device):
             a = F.interpolate(acts[img, ch][:, None].float(), size=size, mode="bilinear", align_corners=True)
             low = a.amin((2, 3), keepdim=True)
             high = a.amax((2, 3), keepdim=True)
             masks = (a - low) / (high - low + 1e-8)
-            out = model(images[img] * masks.to(images.dtype))
+            masked = (images[img] * masks.to(images.dtype)).contiguous(memory_format=torch.channels_last)
+            out = fast(masked)  # channels-last: the convolutions' fast layout on a CPU
             scores[done:done + len(img)] = out.gather(1, t[img].view(-1, 1))[:, 0]
             done += len(img)
         weights = scores.view(n, k).float().softmax(1)
