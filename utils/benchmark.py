@@ -198,10 +198,10 @@ def bench_training(repeats: int) -> list[Row]:
 def bench_perturbation_cams(repeats: int) -> list[Row]:
     """AblationCAM and Score-CAM ÷ pytorch-grad-cam's, on a torchvision ResNet-18 (random weights) at 224 px,
     ``layer4``, one image, the same batch size on both sides (32 ablated copies / masked images per forward)."""
-    import os
+    import contextlib
+    import io
 
     import torch
-    os.environ["TQDM_DISABLE"] = "1"  # grad-cam's progress bars (tqdm reads it when a bar is made)
     from pytorch_grad_cam import AblationCAM, GradCAM, ScoreCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     from torchvision.models import resnet18
@@ -218,7 +218,8 @@ def bench_perturbation_cams(repeats: int) -> list[Row]:
 
     def package(cls, **options):
         def run() -> None:
-            with cls(model=model, target_layers=[model.layer4], **options) as e:
+            with cls(model=model, target_layers=[model.layer4], **options) as e, \
+                    contextlib.redirect_stderr(io.StringIO()):  # its progress bars
                 if cls is ScoreCAM:
                     e.batch_size = batch  # ScoreCAM reads it from the instance (default 16)
                 e(input_tensor=x, targets=targets)
