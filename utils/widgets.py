@@ -17,7 +17,7 @@ from torch import nn
 
 from .camloss import inverted_gaussian, inverted_gaussian_kernel
 from .data import CLASSES, SPLITS, SPLIT_SIZES, render_sample
-from .explain import cam, gradcam, gradcam_pp, hirescam, occlusion, saliency, smoothgrad
+from .explain import ablation_cam, cam, gradcam, gradcam_pp, hirescam, occlusion, saliency, score_cam, smoothgrad
 from .explain.occlusion import count_windows
 from .metrics import energy_in_mask
 from .models import evaluating
@@ -99,7 +99,8 @@ def render_occlusion(model: nn.Module, split: str = "test_swapped", index: int =
     return _panels(s, heat, probs, t, f"occlusion {patch}px / {stride}px", alpha, f"\n{passes} forward passes")
 
 
-CAM_METHODS = {"CAM": cam, "Grad-CAM": gradcam, "Grad-CAM++": gradcam_pp, "HiResCAM": hirescam}
+CAM_METHODS = {"CAM": cam, "Grad-CAM": gradcam, "Grad-CAM++": gradcam_pp, "HiResCAM": hirescam,
+               "AblationCAM": ablation_cam, "Score-CAM": score_cam}
 
 
 def conv_layers(model: nn.Module) -> list[str]:
