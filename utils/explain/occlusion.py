@@ -116,7 +116,6 @@ def occlusion(model: nn.Module, images: torch.Tensor, target: Target = None, *,
     with model_state_preserved(model), torch.no_grad():
         logits = model(images)
         t = resolve_target(target, logits)
-        clean = logits.gather(1, t.view(-1, 1)).squeeze(1)
         fast = inference_copy(model)  # Conv + BatchNorm folded: same function, fewer passes over memory
         clean = fast(images).gather(1, t.view(-1, 1)).squeeze(1)  # the drops compare like with like
         for i in range(n):
