@@ -23,7 +23,7 @@ from torch import nn
 from ._common import Target, check_images, model_state_preserved, resolve_target
 from ._layers import capture, find_gap_head, spatial
 
-__all__ = ["cam", "upsample"]
+__all__ = ["cam", "upsample", "check_resolution"]
 
 Resolution = Literal["input", "features"]
 
@@ -35,6 +35,12 @@ def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(maps.unsqueeze(1), size=size, mode="bilinear", align_corners=False).squeeze(1)
 
 
+def check_resolution(resolution: object) -> None:
+    """``resolution`` is ``"input"`` (upsampled to the image) or ``"features"`` (the layer's grid); else ValueError."""
+    if resolution not in ("input", "features"):
+        raise ValueError(f"resolution must be 'input' or 'features'; got {resolution!r}")
+
+
 def cam(model: nn.Module, images: torch.Tensor, target: Target = None, *,
         resolution: Resolution = "input") -> torch.Tensor:
     """CAM ``Σ_k w_ck f_k`` of the target class → ``[N, H, W]`` (``resolution="features"``: ``[N, h, w]``).
@@ -43,8 +49,7 @@ def cam(model: nn.Module, images: torch.Tensor, target: Target = None, *,
     torchvision ResNets); other models get a ``ValueError`` (use Grad-CAM).
     """
     images = check_images(model, images)
-    if resolution not in ("input", "features"):
-        raise ValueError(f"resolution must be 'input' or 'features'; got {resolution!r}")
+    check_resolution(resolution)
     pool, linear = find_gap_head(model)
     with model_state_preserved(model), torch.no_grad(), capture(pool, "input") as store:
         logits = model(images)

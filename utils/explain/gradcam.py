@@ -36,7 +36,7 @@ from torch import nn
 
 from ._common import Target, check_images, model_state_preserved, resolve_target
 from ._layers import capture, find_gap_head, resolve_layer, spatial
-from .cam import Resolution, upsample
+from .cam import Resolution, check_resolution, upsample
 
 __all__ = ["gradcam", "gradcam_pp", "hirescam", "layer_activations_and_gradients"]
 
@@ -68,8 +68,7 @@ def layer_activations_and_gradients(model: nn.Module, images: torch.Tensor, targ
 
 def _layer_cam(combine: Combine, model: nn.Module, images: torch.Tensor, target: Target,
                layer: nn.Module | str | None, resolution: Resolution) -> torch.Tensor:
-    if resolution not in ("input", "features"):
-        raise ValueError(f"resolution must be 'input' or 'features'; got {resolution!r}")
+    check_resolution(resolution)
     acts, grads, _ = layer_activations_and_gradients(model, images, target, layer)
     maps = combine(acts, grads).clamp(min=0).float()
     return maps if resolution == "features" else upsample(maps, tuple(images.shape[-2:]))

@@ -33,7 +33,7 @@ from torch import nn
 from ._common import Target, check_images, check_positive_int, inference_copy, model_state_preserved, resolve_target
 from ._layers import capture, find_gap_head, resolve_layer, spatial
 from ._tail import run_split, split_at
-from .cam import Resolution, upsample
+from .cam import Resolution, check_resolution, upsample
 
 __all__ = ["ablation_cam", "score_cam", "ablation_weights"]
 
@@ -44,11 +44,6 @@ def _layer(model: nn.Module, layer: nn.Module | str | None) -> tuple[nn.Module, 
         return find_gap_head(model)[0], "input", "before global average pooling"
     name = repr(layer) if isinstance(layer, str) else type(layer).__name__
     return resolve_layer(model, layer), "output", name
-
-
-def _check_resolution(resolution: str) -> None:
-    if resolution not in ("input", "features"):
-        raise ValueError(f"resolution must be 'input' or 'features'; got {resolution!r}")
 
 
 def _finish(acts: torch.Tensor, weights: torch.Tensor, size: tuple[int, int], resolution: Resolution) -> torch.Tensor:
@@ -121,7 +116,7 @@ def ablation_cam(model: nn.Module, images: torch.Tensor, target: Target = None, 
     Cost: one forward pass, then ``K`` passes of the network *after* ``layer`` per image (``K`` channels),
     ``batch_size`` at a time.
     """
-    _check_resolution(resolution)
+    check_resolution(resolution)
     acts, score, ablated, t = ablation_weights(model, images, target, layer=layer, batch_size=batch_size)
     zero = (score == 0).nonzero()
     if len(zero):
@@ -141,7 +136,7 @@ def score_cam(model: nn.Module, images: torch.Tensor, target: Target = None, *,
     """
     images = check_images(model, images)
     batch_size = check_positive_int("batch_size", batch_size)
-    _check_resolution(resolution)
+    check_resolution(resolution)
     module, where, name = _layer(model, layer)
     size = tuple(images.shape[-2:])
     with model_state_preserved(model), torch.no_grad():
