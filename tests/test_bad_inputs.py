@@ -112,6 +112,9 @@ BAD_OPTIONS = [  # (method, options, exception, words)
     (score_cam, dict(batch_size=0), ValueError, "batch_size must be > 0"),
     (score_cam, dict(batch_size=True), TypeError, "batch_size must be an int"),
     (score_cam, dict(resolution="native"), ValueError, "resolution must be"),
+    (score_cam, dict(precision="half"), ValueError, "precision must be 'float32'.*or 'bfloat16'.*got 'half'"),
+    (score_cam, dict(precision=None), ValueError, "precision must be 'float32'.*got None"),
+    (score_cam, dict(precision=torch.bfloat16), ValueError, "precision must be 'float32'.*got torch.bfloat16"),
 ]
 
 

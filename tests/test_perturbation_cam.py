@@ -182,3 +182,15 @@ def test_the_folded_inference_copy_is_the_same_function_and_leaves_the_model_alo
             return x if x.sum() > 0 else -x
     branchy = Branchy()
     assert inference_copy(branchy) is branchy  # untraceable: used as it is
+
+
+def test_bfloat16_score_cam_stays_within_a_percent_of_float32(model, images):
+    """precision="bfloat16" runs the masked passes under autocast: scores to ~2 significant digits, but the softmax
+    weights average the errors out (measured: ≤ 0.3% of the map's maximum on 16 images at features.10). Not
+    bit-equal (the option does change the arithmetic), float32 out, autocast off again afterwards."""
+    exact = score_cam(model, images, layer="features.10")
+    fast = score_cam(model, images, layer="features.10", precision="bfloat16")
+    assert fast.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+    assert not torch.equal(fast, exact)
+    err = (fast - exact).abs().flatten(1).amax(1) / exact.flatten(1).amax(1)
+    assert err.max() <= 0.01, err

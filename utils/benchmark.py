@@ -21,7 +21,8 @@ Sections:
     gradient methods ≤ 1.3× one forward+backward.
   * ``perturbation`` — AblationCAM and Score-CAM ÷ grad-cam's ``AblationCAM`` / ``ScoreCAM`` (targets ≤ 0.2 and
     ≤ 0.5, issue 24), and Grad-CAM ÷ ``GradCAM`` again, on a ResNet-18 at 224 px, ``layer4``, one image, the same
-    batch size (32) on both sides.
+    batch size (32) on both sides; Score-CAM with ``precision="bfloat16"`` too, with its largest error against the
+    float32 map. bfloat16 is fast only on hardware that has it (here: AMX), so its ratio is the machine's.
   * ``training`` — one camloss epoch ÷ one default epoch (same data, seed and
     device; target ≤ 1.10, issue 5): the penalty must not cost a second pass.
     Only the training steps are timed (``train`` records each epoch's seconds;
@@ -80,6 +81,26 @@ def bench_data(repeats: int) -> list[Row]:
 
 def _verdict(ratio: float, target: float) -> str:
     return f"target ≤ {target}: {'met' if ratio <= target else 'NOT met'}"
+
+
+def _precision_error(exact, reduced) -> str:
+    """The largest per-image error of a reduced-precision map, as a share of that image's largest |value|."""
+    err = (reduced - exact).abs().flatten(1).amax(1) / exact.abs().flatten(1).amax(1)
+    return f"{100 * float(err.max()):.2f}% (worst of {len(err)} images)"
+
+
+def _score_cam_bf16_error(resnet, x) -> str:
+    """How far ``precision="bfloat16"`` moves Score-CAM's map: on the benchmark's ResNet-18 image (layer4) and on 16
+    ``test_swapped`` images through the shipped course model (features.14)."""
+    from .explain import score_cam
+    from .models import load_shipped
+
+    course, _ = load_shipped()
+    xs = load_split("test_swapped", 16).images
+    errors = [_precision_error(score_cam(net, images, layer=layer),
+                               score_cam(net, images, layer=layer, precision="bfloat16"))
+              for net, images, layer in ((resnet, x, "layer4"), (course, xs, "features.14"))]
+    return f"max |bfloat16 − float32| ÷ max map: ResNet-18 {errors[0]}, course model {errors[1]}"
 
 
 def bench_methods(repeats: int) -> list[Row]:
@@ -230,6 +251,7 @@ def bench_perturbation_cams(repeats: int) -> list[Row]:
         "pkg_ablation": package(AblationCAM, batch_size=batch),
         "score": lambda: score_cam(model, x, target, layer="layer4", batch_size=batch),
         "pkg_score": package(ScoreCAM),
+        "score_bf16": lambda: score_cam(model, x, target, layer="layer4", batch_size=batch, precision="bfloat16"),
         "gradcam": lambda: gradcam(model, x, target, layer="layer4"),
         "pkg_gradcam": package(GradCAM),
     }
@@ -240,6 +262,8 @@ def bench_perturbation_cams(repeats: int) -> list[Row]:
     return [
         ("AblationCAM ÷ grad-cam AblationCAM", f"{r('ablation', 'pkg_ablation'):.3f}×", _verdict(r("ablation", "pkg_ablation"), 0.2)),
         ("Score-CAM ÷ grad-cam ScoreCAM", f"{r('score', 'pkg_score'):.2f}×", _verdict(r("score", "pkg_score"), 0.5)),
+        ("Score-CAM bfloat16 ÷ grad-cam ScoreCAM", f"{r('score_bf16', 'pkg_score'):.2f}×",
+         _verdict(r("score_bf16", "pkg_score"), 0.5) + "; " + _score_cam_bf16_error(model, x)),
         ("Grad-CAM ÷ grad-cam GradCAM (ResNet-18)", f"{r('gradcam', 'pkg_gradcam'):.2f}×", _verdict(r("gradcam", "pkg_gradcam"), 0.5)),
         ("AblationCAM / Score-CAM (s, 1 image)", f"{statistics.median(times['ablation']):.2f} / {statistics.median(times['score']):.2f}", ""),
     ]
