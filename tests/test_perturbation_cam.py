@@ -194,3 +194,25 @@ def test_bfloat16_score_cam_stays_within_a_percent_of_float32(model, images):
     assert not torch.equal(fast, exact)
     err = (fast - exact).abs().flatten(1).amax(1) / exact.flatten(1).amax(1)
     assert err.max() <= 0.01, err
+
+
+def test_maps_that_are_zero_everywhere_share_one_pass(model, images, monkeypatch):
+    """After a ReLU many maps are 0 everywhere (here about a third at features.14): their masks are exact zeros, so
+    each masks its image to the same black image, scored once. The values are checked above (the spelled-out
+    softmax and the agreement with grad-cam, both at features.14); this checks the passes saved."""
+    seen = []
+    real = P.inference_copy
+
+    def counting(net):
+        fast = real(net)
+
+        def run(x):
+            seen.append(len(x))
+            return fast(x)
+        return run
+    monkeypatch.setattr(P, "inference_copy", counting)
+    score_cam(model, images, layer="features.14", batch_size=16)
+    acts = model.forward_features(images).detach()
+    live = int(acts.flatten(2).ne(0).any(2).sum())
+    assert 0 < live < acts.shape[0] * acts.shape[1]  # both kinds present
+    assert sum(seen) == live + 1 and seen[0] == 1  # the black image first, then the live maps, 16 at a time
