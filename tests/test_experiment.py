@@ -147,3 +147,47 @@ def test_headline_trains_all_three_on_one_architecture(monkeypatch):
     for s, kw in calls:
         assert (kw["seed"], kw["arch"], kw["epochs"], kw["models_dir"]) == (3, camloss.arch, camloss.epochs,
                                                                              H.HEADLINE_DIR)
+
+
+@pytest.mark.slow
+def test_notebook_05_runs_under_the_gpu_configuration(tmp_path):
+    """On a Colab GPU, notebook 05 runs ``CUDA_CONFIG``: 192 px (a 24×24 feature grid), several seeds, bfloat16
+    autocast. No GPU here, so that configuration, scaled down in data and epochs, runs on the CPU, models and
+    figures in ``tmp_path``. Every cell must run; the only errors allowed are the claims (a cell's closing
+    ``assert``), which need the full training that a 1-epoch, 32-image run does not have."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import nbformat
+
+    root = Path(__file__).resolve().parent.parent
+    nb = nbformat.read(root / "notebooks" / "05_camloss.ipynb", as_version=4)
+    first_code = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "choose_config()" in c.source)
+    nb.cells.insert(first_code, nbformat.v4.new_code_cell(
+        "import dataclasses\nfrom pathlib import Path\nimport utils.experiment as E\n"
+        "E.choose_config = lambda device='auto': dataclasses.replace(E.CUDA_CONFIG, device='cpu', n_train=32, "
+        "n_eval=16, epochs=1, seeds=(0, 1))\n"
+        f"E.DEFAULT_MODELS_DIR = Path({str(tmp_path / 'models')!r})"))
+    nbformat.write(nb, tmp_path / "05_gpu_shape.ipynb")
+    # In a child process with stdin closed: a kernel started from a process whose stdin is an open pipe (some test
+    # runners' and terminals') was seen to die or hang here, and never with /dev/null.
+    run = ("import sys, nbformat\nfrom nbclient import NotebookClient\nnb = nbformat.read(sys.argv[1], as_version=4)\n"
+           "NotebookClient(nb, timeout=600, kernel_name='python3', allow_errors=True, "
+           "resources={'metadata': {'path': sys.argv[2]}}).execute()\nnbformat.write(nb, sys.argv[1])\n")
+    env = {**os.environ, "PYTHONPATH": str(root), "VEX_FIGS_DIR": str(tmp_path / "figs")}
+    done = subprocess.run([sys.executable, "-c", run, str(tmp_path / "05_gpu_shape.ipynb"), str(root / "notebooks")],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    nb = nbformat.read(tmp_path / "05_gpu_shape.ipynb", as_version=4)
+
+    printed = "".join(o.get("text", "") for o in nb.cells[first_code + 1].outputs)
+    assert "192 px" in printed and "seeds [0, 1]" in printed and "mixed precision on (bfloat16)" in printed, printed
+    errors = [(c, o) for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    crashes = [f"{o.ename}: {o.evalue} in\n{c.source[:200]}" for c, o in errors if o.ename != "AssertionError"]
+    assert not crashes, "\n\n".join(crashes)  # the claims' asserts are the notebook's own (no frame in utils/)
+    in_package = [f"{c.source[:200]}" for c, o in errors if any("utils/" in line for line in o.traceback)]
+    assert not in_package, "an assertion inside the package failed:\n" + "\n\n".join(in_package)
+    assert (tmp_path / "figs" / "05_camloss_numbers.tex").is_file(), "the export cell ran to its end"
+    assert any((tmp_path / "models").rglob("*.pt")), "the models were trained into tmp_path"
