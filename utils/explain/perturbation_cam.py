@@ -55,12 +55,12 @@ def _finish(acts: torch.Tensor, weights: torch.Tensor, size: tuple[int, int], re
     return maps if resolution == "features" else upsample(maps, size)
 
 
-def _chunks(n: int, k: int, batch_size: int, device: torch.device):
-    """(image index, channel index) pairs of all n·k ablations / masks, ``batch_size`` at a time."""
-    pairs = torch.arange(n * k, device=device)
-    for start in range(0, n * k, batch_size):
+def _chunks(pairs: torch.Tensor, k: int, batch_size: int):
+    """``(flat index, image index, channel index)`` of the (image, channel) pairs ``pairs`` (flat, image-major
+    indices into n·k), ``batch_size`` at a time."""
+    for start in range(0, len(pairs), batch_size):
         block = pairs[start:start + batch_size]
-        yield block // k, block % k
+        yield block, block // k, block % k
 
 
 def ablation_weights(model: nn.Module, images: torch.Tensor, target: Target = None, *,
@@ -87,16 +87,14 @@ def ablation_weights(model: nn.Module, images: torch.Tensor, target: Target = No
         score = logits.gather(1, t.view(-1, 1))[:, 0]
         n, k = acts.shape[:2]
         ablated = torch.empty(n * k, dtype=logits.dtype, device=logits.device)
-        done = 0
-        for img, ch in _chunks(n, k, batch_size, acts.device):
+        for block, img, ch in _chunks(torch.arange(n * k, device=acts.device), k, batch_size):
             copies = acts[img].clone()
             copies[torch.arange(len(img), device=acts.device), ch] = 0
             if clean is not None:
                 out = cut.tail(copies, *[s[img] for s in side])
             else:  # the whole model, the layer's output (or the pooling's input) replaced by the ablated copies
                 out = _replaced(model, module, where, images[img], copies)
-            ablated[done:done + len(img)] = out.gather(1, t[img].view(-1, 1))[:, 0]
-            done += len(img)
+            ablated[block] = out.gather(1, t[img].view(-1, 1))[:, 0]
     return acts, score, ablated.view(n, k), t
 
 
@@ -169,10 +167,7 @@ def score_cam(model: nn.Module, images: torch.Tensor, target: Target = None, *,
             with forward_precision(precision, black.device):
                 black_logits = fast(black).float()[0]
             scores[~live] = black_logits[t.repeat_interleave(k)[~live]]
-        pairs = live.nonzero()[:, 0]
-        for start in range(0, len(pairs), batch_size):
-            block = pairs[start:start + batch_size]
-            img, ch = block // k, block % k
+        for block, img, ch in _chunks(live.nonzero()[:, 0], k, batch_size):
             a = F.interpolate(acts[img, ch][:, None].float(), size=size, mode="bilinear", align_corners=True)
             low = a.amin((2, 3), keepdim=True)
             high = a.amax((2, 3), keepdim=True)
