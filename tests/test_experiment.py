@@ -132,6 +132,50 @@ def test_the_live_study_trains_what_the_results_file_records():
     assert (first.arch, first.epochs, first.extra["schedule"], first.n_train) == ("course", 6, "joint", 2000)
 
 
+def test_seed_study_reads_a_shipped_model_for_its_config_and_trains_any_other(tmp_path, monkeypatch):
+    """Notebook 05's positive-CAM models ship with the course: the study reads one where the run's training config is
+    the checkpoint's (no training, the same weights), and trains any other configuration (a GPU's) as before."""
+    from utils.models import load_shipped
+    calls = []
+    real = T.train
+    monkeypatch.setattr(T, "train", lambda c, progress=True: calls.append(c) or real(c, progress=False))
+    runs = {"positive CAM": ("camloss", {"map": "positive_cam"})}
+    rows, models = E.seed_study(E.CPU_CONFIG, runs, models_dir=tmp_path, progress=False,
+                                shipped={"positive CAM": "positive_cam_seed0"})
+    assert not calls and rows[0]["source"] == "models/positive_cam_seed0.pt"
+    shipped, meta = load_shipped("positive_cam_seed0")
+    x = torch.rand(2, 3, 64, 64)
+    assert torch.equal(models[("positive CAM", 0)](x), shipped(x)) and rows[0]["test_swapped"] == meta["accuracy"]["test_swapped"]
+    tiny = dataclasses.replace(E.CPU_CONFIG, **{k: v for k, v in TINY.items() if k != "widths"})
+    rows, _ = E.seed_study(tiny, runs, models_dir=tmp_path, progress=False, shipped={"positive CAM": "positive_cam_seed0"})
+    assert len(calls) == 1 and rows[0]["source"] == "trained"
+    with pytest.raises(ValueError, match="shipped names label.*'oracle'.*runs does not have"):
+        E.seed_study(E.CPU_CONFIG, runs, shipped={"oracle": "positive_cam_seed0"})
+
+
+def test_notebook_05_reads_its_positive_cam_models_from_the_shipped_checkpoints():
+    """The notebook's RUNS and SHIPPED literals: every shipped label's CPU training config is its checkpoint's, so
+    under the CPU configuration those two models are read, never trained on this CPU's arithmetic."""
+    import ast
+    from pathlib import Path
+
+    import nbformat
+    from utils.models import SHIPPED_MODELS, load_shipped
+    nb = nbformat.read(Path(__file__).resolve().parent.parent / "notebooks" / "05_camloss.ipynb", as_version=4)
+    cell = next(c.source for c in nb.cells if c.cell_type == "code" and "seed_study(" in c.source)
+    found = {t.id: ast.literal_eval(node.value) for node in ast.parse(cell).body if isinstance(node, ast.Assign)
+             for t in node.targets if isinstance(t, ast.Name) and t.id in ("RUNS", "SHIPPED")}
+    runs, shipped = found["RUNS"], found["SHIPPED"]
+    assert set(shipped) == {"positive CAM", "positive CAM (course, joint)"} and set(shipped.values()) <= set(SHIPPED_MODELS)
+    for label, name in shipped.items():
+        strategy, options = runs[label]
+        meta = load_shipped(name)[1]
+        assert E.CPU_CONFIG.train_config(strategy, 0, **options).same_model_as(meta["config"]), label
+        assert meta["arithmetic"]["cpu_capability"] and "threads" in meta["arithmetic"], f"{name}: arithmetic not recorded"
+    live = set(runs) - set(shipped)
+    assert live == set(__import__("utils.camloss_search").camloss_search.STUDY_VARIANTS), "only the study's three train live"
+
+
 def test_constant_predictions():
     preds = {"one class": torch.zeros(6, dtype=torch.long), "both": torch.tensor([0, 1, 0]),
              "other class": torch.ones(2, dtype=torch.long)}

@@ -207,6 +207,34 @@ def test_shipped_model_loads_and_its_json_vouches_for_it():
     assert TrainConfig().same_model_as(meta["config"]), "the shipped model is not the documented call's model"
 
 
+@pytest.mark.parametrize("name", ["default_seed0", "positive_cam_seed0", "positive_cam_course_joint_seed0"])
+def test_every_shipped_model_is_what_its_command_trains(name, tmp_path, monkeypatch):
+    """SHIPPED_MODELS' command, parsed by the training CLI, asks for exactly the training the checkpoint's JSON records
+    (and the JSON vouches for the bytes), so the command in an error message or the README retrains that model."""
+    import shlex
+
+    from utils import train as T
+    from utils.models import SHIPPED_MODELS, load_shipped
+    model, meta = load_shipped(name)
+    env, argv = [], shlex.split(SHIPPED_MODELS[name])
+    while "=" in argv[0]:
+        env.append(argv.pop(0))
+    assert argv[:3] == ["python", "-m", "utils.train"] and argv[argv.index("--out") + 1] == "models"
+    asked = []
+
+    class Stop(Exception):
+        pass
+
+    monkeypatch.setattr(T, "train", lambda cfg, progress=True: asked.append(cfg) or (_ for _ in ()).throw(Stop()))
+    with pytest.raises(Stop):
+        T.main([a if a != "models" else str(tmp_path) for a in argv[3:]])
+    assert asked[0].same_model_as(meta["config"]), f"{name}: the command trains another model than the checkpoint's"
+    if name != "default_seed0":  # trained with one thread, and the JSON says so
+        assert env == ["OMP_NUM_THREADS=1"] and meta["arithmetic"]["threads"] == 1
+        missing = str(pytest.raises(FileNotFoundError, load_shipped, name, folder=tmp_path).value)
+        assert SHIPPED_MODELS[name].replace("--out models", f"--out {tmp_path}") in missing, missing
+
+
 def _shipped_copy(tmp_path):
     import shutil
     from utils.models import SHIPPED_DEFAULT, SHIPPED_DIR

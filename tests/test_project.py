@@ -87,6 +87,13 @@ def test_ci_runs_the_tests_under_another_cpus_arithmetic():
     assert ci.index(readme_commands()["install"]) < export, "the install command runs natively, as a learner's would"
 
 
+def test_ci_runs_notebook_05_again_from_scratch_with_one_thread():
+    """Notebook 05 trains: a second run in another summation order (one thread) must retrain, not read the models."""
+    ci = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines()]
+    again = ci.index("OMP_NUM_THREADS=1 python -m pytest --nbval notebooks/05_camloss.ipynb")
+    assert ci.index(readme_commands()["test"]) < ci.index("rm -rf data/models/study") < again
+
+
 def test_readme_quick_tier_is_the_unit_tests_without_notebooks_or_browser():
     text = (ROOT / "README.md").read_text()
     m = re.search(r"<!-- quick-command -->\s*```(?:bash|sh)?\n(.+?)\n```", text, re.S)

@@ -36,7 +36,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from . import caltech
-from .models import OrcaLeopardNet
+from .models import OrcaLeopardNet, load_shipped
 from .train import DATASETS, DEFAULT_MODELS_DIR, TrainConfig, load_or_train, pick_device
 
 __all__ = ["ExperimentConfig", "choose_config", "CPU_CONFIG", "CUDA_CONFIG", "CUDA_CALTECH_CONFIG", "seed_study",
@@ -125,29 +125,46 @@ def _slug(label: str) -> str:
 
 def seed_study(cfg: ExperimentConfig, runs: dict[str, tuple[str, dict[str, Any]]],
                seeds: tuple[int, ...] | None = None, models_dir: str | os.PathLike | None = None,
-               progress: bool = True) -> tuple[list[dict[str, Any]], dict[tuple[str, int], OrcaLeopardNet]]:
+               progress: bool = True, shipped: dict[str, str] | None = None,
+               ) -> tuple[list[dict[str, Any]], dict[tuple[str, int], OrcaLeopardNet]]:
     """Train (or load, when already trained with the same config) every run × seed: ``(rows, models)``.
 
     ``runs`` maps a label to ``(strategy, options)``, e.g. ``{"camloss λ=1": ("camloss", {"lam": 1.0})}``; options
     ``arch`` and ``epochs`` set those fields of the run (see :meth:`ExperimentConfig.train_config`).
     Models are kept in ``models_dir/<cfg.tag>/<label>/`` (default under ``data/models/study/``),
-    so running the study again only reads them. Each row holds the label, seed, accuracy per split and
-    the per-epoch ``history``; ``models[(label, seed)]`` is the model (eval mode, on ``cfg.device``).
+    so running the study again only reads them. Each row holds the label, seed, accuracy per split, the
+    per-epoch ``history`` and ``source`` (``"trained"``, or the shipped model's file); ``models[(label, seed)]``
+    is the model (eval mode, on ``cfg.device``).
+
+    ``shipped`` maps a label to a model under ``models/`` (:data:`utils.models.SHIPPED_MODELS`, SHA-256 checked):
+    a run × seed whose training config is that model's is read from there instead of trained, so its lesson does not
+    depend on this CPU's arithmetic; any other configuration (a GPU's, another seed) trains as usual.
     """
     seeds = cfg.seeds if seeds is None else tuple(seeds)
     if not runs:
         raise ValueError("runs is empty: give at least one label -> (strategy, options)")
+    unknown = sorted(set(shipped or {}) - set(runs))
+    if unknown:
+        raise ValueError(f"shipped names label(s) {', '.join(map(repr, unknown))} that runs does not have "
+                         f"(runs: {', '.join(map(repr, runs))})")
     base = Path(models_dir or DEFAULT_MODELS_DIR / "study") / cfg.tag
     rows, models = [], {}
     bar = tqdm(total=len(runs) * len(seeds), desc="models", unit="model", disable=not progress)
     try:
         for label, (strategy, options) in runs.items():
             folder = base / _slug(label)
+            ready = load_shipped((shipped or {})[label]) if label in (shipped or {}) else None
             for seed in seeds:
                 tc = cfg.train_config(strategy, seed, **options)
-                model, meta = load_or_train(strategy, seed, folder, progress=False, **{
-                    k: v for k, v in tc.to_dict().items() if k not in ("strategy", "seed")})
-                rows.append({"run": label, "seed": seed, **meta["accuracy"], "history": meta.get("history", [])})
+                if ready is not None and tc.same_model_as(ready[1].get("config", {})):
+                    model, meta = ready[0].to(pick_device(tc.device)), ready[1]
+                    source = f"models/{shipped[label]}.pt"
+                else:
+                    model, meta = load_or_train(strategy, seed, folder, progress=False, **{
+                        k: v for k, v in tc.to_dict().items() if k not in ("strategy", "seed")})
+                    source = "trained"
+                rows.append({"run": label, "seed": seed, **meta["accuracy"], "history": meta.get("history", []),
+                             "source": source})
                 models[(label, seed)] = model
                 bar.update()
     finally:

@@ -15,8 +15,8 @@ returns logits and last features from one pass (what CAMLoss trains with).
 Checkpoints are a plain dict of tensors and JSON-like metadata, written
 atomically (temporary file, verified with ``torch.load(weights_only=True)``,
 then renamed, with the umask's file mode) and read back with ``weights_only=True``.
-:func:`load_shipped` reads the model notebooks 01-04 explain, committed under
-``models/`` with its SHA-256 in the JSON beside it.
+:func:`load_shipped` reads the models committed under ``models/`` (``SHIPPED_MODELS``: the one
+notebooks 01-04 explain, and two that notebook 05 reads), each with its SHA-256 in the JSON beside it.
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from torch import nn
 
 __all__ = ["OrcaLeopardNet", "build_model", "save_checkpoint", "load_checkpoint", "CheckpointError", "evaluating",
            "atomic_write", "sha256_of", "local_kernels", "load_shipped", "SHIPPED_DIR", "SHIPPED_DEFAULT",
+           "SHIPPED_MODELS",
            "IMAGENET_MEAN", "IMAGENET_STD", "CHECKPOINT_FORMAT"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -43,6 +44,19 @@ CHECKPOINT_VERSION = 1
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "models"
 #: The default model notebooks 01-04 explain; ``python -m utils.train default --seed 0 --out models`` retrains it.
 SHIPPED_DEFAULT = "default_seed0"
+#: Every model that ships under ``models/``, with the command that trained it (run from the repository root). Notebook
+#: 05 reads the two positive-CAM models: what they teach (the energy paradox, the penalty's loophole) is one training's
+#: particular outcome, which another CPU's arithmetic changes, so every learner reads the same weights
+#: (docs/design.md, section 4). Their JSON records the arithmetic they were trained with.
+SHIPPED_MODELS: dict[str, str] = {
+    SHIPPED_DEFAULT: "python -m utils.train default --seed 0 --out models",
+    # one thread: on one kind of CPU, the same weights whatever its core count (a reduction's order depends on it)
+    "positive_cam_seed0": "OMP_NUM_THREADS=1 python -m utils.train camloss --map positive_cam --seed 0 --out models "
+                          "--name positive_cam_seed0",
+    "positive_cam_course_joint_seed0": "OMP_NUM_THREADS=1 python -m utils.train camloss --map positive_cam --schedule "
+                                       "joint --arch course --epochs 6 --seed 0 --out models "
+                                       "--name positive_cam_course_joint_seed0",
+}
 
 
 class Normalize(nn.Module):
@@ -289,7 +303,8 @@ def sha256_of(path: str | os.PathLike) -> str:
 
 def load_shipped(name: str = SHIPPED_DEFAULT, device: str | torch.device = "cpu",
                  folder: str | os.PathLike = SHIPPED_DIR) -> tuple[OrcaLeopardNet, dict[str, Any]]:
-    """The model committed under ``models/`` (what notebooks 01-04 explain): ``(model in eval mode, meta)``.
+    """A model committed under ``models/`` (``SHIPPED_MODELS``; by default what notebooks 01-04 explain):
+    ``(model in eval mode, meta)``.
 
     Every learner explains the same weights, so the notebooks' stored outputs are
     what they see. ``<name>.json`` records the checkpoint's SHA-256; a file that
@@ -298,9 +313,9 @@ def load_shipped(name: str = SHIPPED_DEFAULT, device: str | torch.device = "cpu"
     """
     folder = Path(folder)
     pt, js = folder / f"{name}.pt", folder / f"{name}.json"
-    strategy, _, seed = name.rpartition("_seed")
-    retrain = f"python -m utils.train {strategy} --seed {seed} --out {folder}" if seed.isdigit() else \
-        f"python -m utils.train STRATEGY --seed N --out {folder} --name {name}"
+    retrain = SHIPPED_MODELS.get(name, f"python -m utils.train STRATEGY --seed N --out models --name {name}")
+    if folder != SHIPPED_DIR:
+        retrain = retrain.replace("--out models", f"--out {folder}")
     restore = f"restore it with `git checkout -- {pt} {js}`, or retrain it with `{retrain}`"
     if not pt.is_file() or not js.is_file():
         raise FileNotFoundError(f"the shipped model {name} is missing ({pt} and {js} are both needed); {restore}")

@@ -357,6 +357,15 @@ def train(config: TrainConfig | None = None, progress: bool = True, **overrides:
     return TrainResult(model, config, accuracy, history, str(device), time.perf_counter() - start)
 
 
+def arithmetic_record() -> dict[str, Any]:
+    """What decides this process's float rounding in training, recorded beside every saved model: PyTorch's CPU kernels
+    (``cpu_capability``), the settings that force others, and the threads (a reduction over more threads sums in
+    another order). Two CPUs that agree on all of it can still round differently; a checkpoint is the only exact record."""
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+            "settings": {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS")
+                         if os.environ.get(k)}}
+
+
 def _check_writable(folder: Path) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -377,7 +386,8 @@ def save_result(result: TrainResult, out_dir: str | os.PathLike = DEFAULT_MODELS
     """Write ``<name>.pt`` (checkpoint with metadata) and ``<name>.json`` (accuracy per split, config, the .pt's SHA-256)."""
     out_dir = _check_writable(Path(out_dir))
     name = name or default_name(result.config)
-    meta = {"image_size": result.config.image_size, "classes": ["leopard", "orca"], **result.to_json()}
+    meta = {"image_size": result.config.image_size, "classes": ["leopard", "orca"], **result.to_json(),
+            "arithmetic": arithmetic_record()}
     pt = save_checkpoint(result.model, out_dir / f"{name}.pt", meta)
     meta["checkpoint_sha256"] = sha256_of(pt)  # what `load_shipped` checks: the JSON vouches for the .pt beside it
     js = atomic_write(out_dir / f"{name}.json", lambda f: f.write((json.dumps(meta, indent=2) + "\n").encode()))
