@@ -128,3 +128,29 @@ def test_recorded_rows_are_the_study_notebook_05_reads(tmp_path):
                            if not (r["variant"] == "oracle-local10" and r["seed"] == 3)))
     with pytest.raises(ValueError, match=r"no run of 'oracle-local10' at seed\(s\) \[3\].*--variants oracle-local10 --seeds 3"):
         S.recorded_rows(results=few)
+
+
+def test_check_live_run_takes_the_closest_recorded_row_and_names_what_differs():
+    rec = [{"run": "camloss", "seed": 1, "arithmetic": "native (X)", "val": 1.0, "test_swapped": 0.948, "test_random": 1.0},
+           {"run": "camloss", "seed": 1, "arithmetic": "SSE", "val": 1.0, "test_swapped": 0.953, "test_random": 0.99}]
+    live = {"run": "camloss", "seed": 1, "val": 1.0, "test_swapped": 0.9625, "test_random": 0.99}
+    assert S.check_live_run(live, rec) == pytest.approx(0.0095)  # the SSE4.1 row is the closer one
+    with pytest.raises(AssertionError, match=r"camloss, seed 1: .*\(native \(X\)\) by 0\.055 on test_swapped "
+                                             r"\(0\.893 here, 0\.948 recorded\), more than 0\.05"):
+        S.check_live_run({**live, "test_swapped": 0.893}, rec)
+    with pytest.raises(ValueError, match="no recorded row of 'camloss' at seed 7.*--seeds 7"):
+        S.check_live_run({**live, "seed": 7}, rec)
+
+
+def test_live_tolerance_covers_the_recorded_arithmetics_and_not_the_claims():
+    """On the committed results, the two recorded arithmetics of each study run and seed agree well inside the
+    tolerance, while default and camloss (the claim) are further apart than it on every seed."""
+    rows = S.recorded_rows()
+    for run in S.STUDY_VARIANTS:
+        for seed in S.STUDY_SEEDS:
+            mine = [r for r in rows if r["run"] == run and r["seed"] == seed]
+            assert len(mine) >= 2
+            assert S.check_live_run(mine[0], mine[1:]) <= S.LIVE_TOLERANCE / 3, (run, seed)
+    worst_camloss = min(r["test_swapped"] for r in rows if r["run"] == "camloss")
+    best_default = max(r["test_swapped"] for r in rows if r["run"] == "default")
+    assert worst_camloss - best_default > 10 * S.LIVE_TOLERANCE
