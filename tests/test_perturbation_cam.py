@@ -96,6 +96,9 @@ def test_score_cam_weights_are_a_softmax_of_the_masked_images_logits(model, imag
     expected = torch.einsum("k,khw->hw", weights, feats[0]).clamp(min=0)
     assert torch.allclose(score_cam(model, x, layer="features.14", resolution="features")[0], expected,
                           rtol=1e-5, atol=1e-6)
+    from utils.explain.perturbation_cam import score_weights  # what notebook 04 prints the spread of
+    acts, w = score_weights(model, x, layer="features.14")
+    assert torch.allclose(acts, feats) and torch.allclose(w[0], weights, rtol=1e-5, atol=1e-7)
 
 
 def test_batch_size_does_not_change_the_maps(model, images):

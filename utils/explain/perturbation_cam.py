@@ -39,7 +39,7 @@ from ._layers import capture, find_gap_head, resolve_layer, spatial
 from ._tail import run_split, split_at
 from .cam import Resolution, check_resolution, upsample
 
-__all__ = ["ablation_cam", "score_cam", "ablation_weights"]
+__all__ = ["ablation_cam", "score_cam", "ablation_weights", "score_weights"]
 
 
 def _layer(model: nn.Module, layer: nn.Module | str | None) -> tuple[nn.Module, str, str]:
@@ -128,24 +128,13 @@ def ablation_cam(model: nn.Module, images: torch.Tensor, target: Target = None, 
     return _finish(acts, weights, tuple(images.shape[-2:]), resolution)
 
 
-def score_cam(model: nn.Module, images: torch.Tensor, target: Target = None, *,
-              layer: nn.Module | str | None = None, resolution: Resolution = "input",
-              batch_size: int = 64, precision: Precision = "float32") -> torch.Tensor:
-    """Score-CAM ``ReLU(Σ_k w_k A_k)``, ``w = softmax_k(y_c(x ⊙ s(A_k)))`` (Wang et al. 2020) → ``[N, H, W]``.
-
-    ``s(A_k)``: the activation map upsampled to the image and scaled to [0, 1]. Cost: one forward pass, then ``K``
-    forward passes of the whole model per image, ``batch_size`` at a time; maps that are 0 everywhere all mask
-    the image to black, and share one pass.
-
-    ``precision="bfloat16"`` runs the ``K`` masked passes under bfloat16 autocast (see
-    :func:`utils.explain._common.forward_precision`): about 3.5× faster where the hardware has bfloat16 (slower
-    where it is emulated), at the price of scores good to about 2 significant digits; the softmax averages those
-    errors out, and the map moves by well under 1% of its maximum (``python -m utils.benchmark --only
-    perturbation`` measures speed and error). The activations, the softmax and the map stay float32.
-    """
+def score_weights(model: nn.Module, images: torch.Tensor, target: Target = None, *,
+                  layer: nn.Module | str | None = None, batch_size: int = 64, precision: Precision = "float32"
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(activations [N, K, h, w], weights [N, K])`` of Score-CAM: ``w = softmax_k(y_c(x ⊙ s(A_k)))``, each row
+    summing to 1 (see :func:`score_cam` for the masks, the cost and ``precision``)."""
     images = check_images(model, images)
     batch_size = check_positive_int("batch_size", batch_size)
-    check_resolution(resolution)
     precision = check_precision(precision)
     module, where, name = _layer(model, layer)
     size = tuple(images.shape[-2:])
@@ -177,4 +166,24 @@ def score_cam(model: nn.Module, images: torch.Tensor, target: Target = None, *,
                 out = fast(masked).float()  # channels-last: the convolutions' fast layout on a CPU
             scores[block] = out.gather(1, t[img].view(-1, 1))[:, 0]
         weights = scores.view(n, k).float().softmax(1)
-    return _finish(acts, weights, size, resolution)
+    return acts, weights
+
+
+def score_cam(model: nn.Module, images: torch.Tensor, target: Target = None, *,
+              layer: nn.Module | str | None = None, resolution: Resolution = "input",
+              batch_size: int = 64, precision: Precision = "float32") -> torch.Tensor:
+    """Score-CAM ``ReLU(Σ_k w_k A_k)``, ``w = softmax_k(y_c(x ⊙ s(A_k)))`` (Wang et al. 2020) → ``[N, H, W]``.
+
+    ``s(A_k)``: the activation map upsampled to the image and scaled to [0, 1]. Cost: one forward pass, then ``K``
+    forward passes of the whole model per image, ``batch_size`` at a time; maps that are 0 everywhere all mask
+    the image to black, and share one pass. The weights alone: :func:`score_weights`.
+
+    ``precision="bfloat16"`` runs the ``K`` masked passes under bfloat16 autocast (see
+    :func:`utils.explain._common.forward_precision`): about 3.5× faster where the hardware has bfloat16 (slower
+    where it is emulated), at the price of scores good to about 2 significant digits; the softmax averages those
+    errors out, and the map moves by well under 1% of its maximum (``python -m utils.benchmark --only
+    perturbation`` measures speed and error). The activations, the softmax and the map stay float32.
+    """
+    check_resolution(resolution)
+    acts, weights = score_weights(model, images, target, layer=layer, batch_size=batch_size, precision=precision)
+    return _finish(acts, weights, tuple(images.shape[-2:]), resolution)
