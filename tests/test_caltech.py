@@ -142,6 +142,14 @@ def test_download_verifies_md5_and_extracts_only_the_two_categories(tree: Path, 
     assert caltech.download(root, url="http://unused.invalid/", md5=md5) == folders  # present: no download
 
 
+def test_download_written_to_a_file_reports_in_lines(tree: Path, tmp_path: Path, capsys) -> None:
+    """Standard error is not a terminal here: no tqdm redraws, a line per tenth of the archive instead."""
+    archive, md5 = _tar_of(tree, tmp_path / "fake.tar")
+    caltech.download(tmp_path / "root", url=archive.as_uri(), md5=md5, progress=True)
+    err = capsys.readouterr().err
+    assert "\r" not in err and f"{caltech.ARCHIVE_NAME}: 100% of " in err
+
+
 def test_download_with_wrong_md5_leaves_nothing(tree: Path, tmp_path: Path) -> None:
     archive, _ = _tar_of(tree, tmp_path / "fake.tar")
     root = tmp_path / "fresh"

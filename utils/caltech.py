@@ -124,14 +124,21 @@ def _md5(path: Path, chunk: int = 1 << 20) -> str:
 
 def _fetch(url: str, out: IO[bytes], progress: bool) -> None:
     """Stream ``url`` into the open file ``out`` (a temporary file that ``atomic_write`` renames)."""
-    from tqdm.auto import tqdm
+    from .progress import bar as progress_bar, report
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=ARCHIVE_NAME, disable=not progress) as bar:
+            with progress_bar(total, ARCHIVE_NAME, "B", enabled=progress, unit_scale=True) as bar:
+                done, tenth = 0, 0
                 for block in iter(lambda: response.read(1 << 20), b""):
                     out.write(block)
                     bar.update(len(block))
+                    done += len(block)
+                    if total and done * 10 // total > tenth:  # a line per tenth where no bar is drawn
+                        tenth = done * 10 // total
+                        report(f"{ARCHIVE_NAME}: {done * 100 // total}% of {total / 1e6:,.1f} MB", progress)
+                if not total:
+                    report(f"{ARCHIVE_NAME}: {done / 1e6:,.1f} MB", progress)
     except (urllib.error.URLError, OSError, ValueError) as e:
         reason = getattr(e, "reason", None) or e
         raise DownloadError(

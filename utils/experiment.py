@@ -33,10 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from . import caltech
 from .models import OrcaLeopardNet, load_shipped
+from .progress import bar as progress_bar, report
 from .train import DATASETS, DEFAULT_MODELS_DIR, TrainConfig, load_or_train, pick_device
 
 __all__ = ["ExperimentConfig", "choose_config", "CPU_CONFIG", "CUDA_CONFIG", "CUDA_CALTECH_CONFIG", "seed_study",
@@ -149,7 +148,7 @@ def seed_study(cfg: ExperimentConfig, runs: dict[str, tuple[str, dict[str, Any]]
                          f"(runs: {', '.join(map(repr, runs))})")
     base = Path(models_dir or DEFAULT_MODELS_DIR / "study") / cfg.tag
     rows, models = [], {}
-    bar = tqdm(total=len(runs) * len(seeds), desc="models", unit="model", disable=not progress)
+    bar = progress_bar(len(runs) * len(seeds), "models", "model", enabled=progress)
     try:
         for label, (strategy, options) in runs.items():
             folder = base / _slug(label)
@@ -167,6 +166,7 @@ def seed_study(cfg: ExperimentConfig, runs: dict[str, tuple[str, dict[str, Any]]
                              "source": source})
                 models[(label, seed)] = model
                 bar.update()
+                report(f"models: {len(rows)}/{len(runs) * len(seeds)} ({label}, seed {seed}: {source})", progress)
     finally:
         bar.close()
     return rows, models

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m utils.headline", description=__doc__.split("\n\n")[0])
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     p.add_argument("--strategies", nargs="+", default=list(HEADLINE_STRATEGIES), choices=list(STRATEGIES))
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or lines")
     args = p.parse_args(argv)
     shared = shared_config()
     print(f"training (or loading from {HEADLINE_DIR}) {', '.join(args.strategies)} at seed {args.seed} "

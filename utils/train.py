@@ -43,11 +43,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from . import caltech
 from . import camloss as cl
 from .data import DEFAULT_IMAGE_SIZE, SPLITS, SplitData, _check_image_size, load_split
+from .progress import bar as progress_bar, report
 from .models import (OrcaLeopardNet, atomic_write, build_model, evaluating, load_checkpoint, local_kernels,
                      save_checkpoint, sha256_of)
 
@@ -318,8 +318,8 @@ def train(config: TrainConfig | None = None, progress: bool = True, **overrides:
     images, labels = data.images.to(device, memory_format=torch.channels_last), data.labels.to(device)
 
     history: list[dict[str, float]] = []
-    bar = tqdm(total=config.epochs * steps, desc=f"{config.strategy} seed {config.seed}",
-               disable=not progress, unit="batch", leave=False)
+    name = f"{config.strategy} seed {config.seed}"
+    bar = progress_bar(config.epochs * steps, name, "batch", enabled=progress, leave=False)
     model.train()
     try:
         for epoch in range(config.epochs):
@@ -349,6 +349,7 @@ def train(config: TrainConfig | None = None, progress: bool = True, **overrides:
                    "train_acc": round(correct / n_train, 4)}
             row.update(evaluate_splits(model, config, config.history_splits))  # eval mode inside, train after
             history.append({**row, "seconds": round(seconds, 3)})
+            report(f"{name}: epoch {epoch + 1}/{config.epochs}, loss {row['loss']:.4f}, {seconds:.1f} s", progress)
     finally:
         bar.close()
     model.eval()
