@@ -160,6 +160,7 @@ def test_notebook_05_reads_its_positive_cam_models_from_the_shipped_checkpoints(
     from pathlib import Path
 
     import nbformat
+    from utils import camloss_search as S
     from utils.models import SHIPPED_MODELS, load_shipped
     nb = nbformat.read(Path(__file__).resolve().parent.parent / "notebooks" / "05_camloss.ipynb", as_version=4)
     cell = next(c.source for c in nb.cells if c.cell_type == "code" and "seed_study(" in c.source)
@@ -173,7 +174,7 @@ def test_notebook_05_reads_its_positive_cam_models_from_the_shipped_checkpoints(
         assert E.CPU_CONFIG.train_config(strategy, 0, **options).same_model_as(meta["config"]), label
         assert meta["arithmetic"]["cpu_capability"] and "threads" in meta["arithmetic"], f"{name}: arithmetic not recorded"
     live = set(runs) - set(shipped)
-    assert live == set(__import__("utils.camloss_search").camloss_search.STUDY_VARIANTS), "only the study's three train live"
+    assert live == set(S.STUDY_VARIANTS), "only the study's three train live"
 
 
 def test_constant_predictions():

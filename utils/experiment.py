@@ -142,7 +142,8 @@ def seed_study(cfg: ExperimentConfig, runs: dict[str, tuple[str, dict[str, Any]]
     seeds = cfg.seeds if seeds is None else tuple(seeds)
     if not runs:
         raise ValueError("runs is empty: give at least one label -> (strategy, options)")
-    unknown = sorted(set(shipped or {}) - set(runs))
+    shipped = shipped or {}
+    unknown = sorted(set(shipped) - set(runs))
     if unknown:
         raise ValueError(f"shipped names label(s) {', '.join(map(repr, unknown))} that runs does not have "
                          f"(runs: {', '.join(map(repr, runs))})")
@@ -152,7 +153,7 @@ def seed_study(cfg: ExperimentConfig, runs: dict[str, tuple[str, dict[str, Any]]
     try:
         for label, (strategy, options) in runs.items():
             folder = base / _slug(label)
-            ready = load_shipped((shipped or {})[label]) if label in (shipped or {}) else None
+            ready = load_shipped(shipped[label]) if label in shipped else None
             for seed in seeds:
                 tc = cfg.train_config(strategy, seed, **options)
                 if ready is not None and tc.same_model_as(ready[1].get("config", {})):
