@@ -7,6 +7,9 @@ import pytest
 import torch
 
 from utils import exercises as X
+from utils.exercises import cam as X03
+from utils.exercises import occlusion as X02
+from utils.exercises.framework import _predicted
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -163,7 +166,7 @@ O = _solutions("occlusion")
 
 
 def _occ(**knobs):
-    return lambda m, x, t, **opts: X._occlusion(X.Case("learner", m, x, t, opts), **knobs)
+    return lambda m, x, t, **opts: X02._occlusion(X.Case("learner", m, x, t, opts), **knobs)
 
 
 OCCLUSION_MISTAKES = {
@@ -173,9 +176,9 @@ OCCLUSION_MISTAKES = {
     "windows stop before the border": (_occ(clip_last=False), "stop before the border"),
     "black fill": (_occ(fill=0.0), "filled the windows with 0"),
     "probability": (_occ(score="probability"), "softmax probability"),
-    "predicted class": (lambda m, x, t, **o: X._occlusion(X.Case("l", m, x, X._predicted(X.Case("l", m, x, t, o)), o)),
+    "predicted class": (lambda m, x, t, **o: X02._occlusion(X.Case("l", m, x, _predicted(X.Case("l", m, x, t, o)), o)),
                         "predicted class's score"),
-    "other class": (lambda m, x, t, **o: X._occlusion(X.Case("l", m, x, 1 - t, o)), "other class's score"),
+    "other class": (lambda m, x, t, **o: X02._occlusion(X.Case("l", m, x, 1 - t, o)), "other class's score"),
 }
 
 
@@ -192,12 +195,12 @@ def test_the_unbatched_loop_is_right_but_not_batched():
 
 def test_the_checkers_plain_occlusion_is_the_course_occlusion():
     """The mistakes are knobs on one plain implementation; with every knob at its default it is the reference."""
-    for case in X._occlusion_cases(None):
-        assert torch.allclose(X._occlusion(case), X._occlusion_reference(case), rtol=1e-5, atol=1e-5)
+    for case in X02._occlusion_cases(None):
+        assert torch.allclose(X02._occlusion(case), X02._occlusion_reference(case), rtol=1e-5, atol=1e-5)
 
 
 def _drops(**knobs):
-    return lambda m, x, t: X._drops(X.Case("learner", m, x, t, {}), **knobs)
+    return lambda m, x, t: X02._drops(X.Case("learner", m, x, t, {}), **knobs)
 
 
 LARGEST_DROPS_MISTAKES = {
@@ -206,7 +209,7 @@ LARGEST_DROPS_MISTAKES = {
     "mean of the map": (_drops(reduce="mean"), "averaged each map"),
     "mean-colour fill": (_drops(fills=(0.5, "mean")), "mean colour"),
     "other window": (_drops(patch=8, stride=4), "patch 16, stride 8"),
-    "transposed": (lambda m, x, t: X._drops(X.Case("l", m, x, t, {})).T, "one row per fill"),
+    "transposed": (lambda m, x, t: X02._drops(X.Case("l", m, x, t, {})).T, "one row per fill"),
 }
 
 
@@ -242,11 +245,11 @@ def test_cam_solutions_are_accepted():
 
 
 def test_the_cam_checker_is_the_course_cam_and_the_logit_identity_holds_on_its_cases():
-    for case in X._cam_cases(None):
+    for case in X03._cam_cases(None):
         from utils.explain import cam
-        assert torch.allclose(X._cam(case), cam(case.model, case.images, case.target, resolution="features"), atol=1e-5)
-        f, w, b = X._gap_parts(case)
-        assert torch.allclose(X._all_cams(case).mean((2, 3)) + b, case.model(case.images), atol=1e-4)
+        assert torch.allclose(X03._cam(case), cam(case.model, case.images, case.target, resolution="features"), atol=1e-5)
+        f, w, b = X03._gap_parts(case)
+        assert torch.allclose(X03._all_cams(case).mean((2, 3)) + b, case.model(case.images), atol=1e-4)
 
 
 LOGIT_MISTAKES = {
