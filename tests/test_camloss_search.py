@@ -154,3 +154,24 @@ def test_live_tolerance_covers_the_recorded_arithmetics_and_not_the_claims():
     worst_camloss = min(r["test_swapped"] for r in rows if r["run"] == "camloss")
     best_default = max(r["test_swapped"] for r in rows if r["run"] == "default")
     assert worst_camloss - best_default > 10 * S.LIVE_TOLERANCE
+
+
+def test_the_seed_table_shows_the_native_seeds_and_the_other_arithmetics_mean():
+    rec = [{"run": run, "seed": s, "arithmetic": a, "test_swapped": v + (0.01 if a == "SSE" else 0) + 0.002 * s}
+           for run, v in (("default", 0.0), ("camloss", 0.9)) for a in ("SSE", "native (X)") for s in (0, 1)]
+    lines = S.seed_table(rec).splitlines()
+    assert lines[0].split() == ["seed", "0", "seed", "1", "mean", "±", "std", "another", "CPU"]
+    assert lines[1].split() == ["default", "0.000", "0.002", "0.001", "±", "0.001", "0.011", "±", "0.001"]
+    assert lines[2].split()[:3] == ["camloss", "0.900", "0.902"]
+    assert S.native(rec) == "native (X)"
+    with pytest.raises(ValueError, match="no native run"):
+        S.native([r for r in rec if r["arithmetic"] == "SSE"])
+
+
+def test_check_live_runs_checks_only_the_recorded_runs():
+    rec = [{"run": "camloss", "seed": 0, "arithmetic": "native (X)", "val": 1.0, "test_swapped": 0.95, "test_random": 1.0}]
+    rows = [{"run": "camloss", "seed": 0, "val": 1.0, "test_swapped": 0.96, "test_random": 1.0},
+            {"run": "positive CAM", "seed": 0, "val": 1.0, "test_swapped": 0.0, "test_random": 0.5}]
+    assert S.check_live_runs(rows, rec) == {"camloss": pytest.approx(0.01)}
+    with pytest.raises(AssertionError, match="camloss, seed 0"):
+        S.check_live_runs([{**rows[0], "test_swapped": 0.5}], rec)

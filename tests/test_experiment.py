@@ -227,7 +227,8 @@ def test_notebook_05_runs_under_the_gpu_configuration(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     nb = nbformat.read(tmp_path / "05_gpu_shape.ipynb", as_version=4)
 
-    printed = "".join(o.get("text", "") for o in nb.cells[first_code + 1].outputs)
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" and "print(cfg.describe())" in c.source
+                      for o in c.outputs)  # the run details, in the checks cell at the end
     assert "192 px" in printed and "seeds [0, 1]" in printed and "mixed precision on (bfloat16)" in printed, printed
     errors = [(c, o) for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     crashes = [f"{o.ename}: {o.evalue} in\n{c.source[:200]}" for c, o in errors if o.ename != "AssertionError"]

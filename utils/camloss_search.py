@@ -41,7 +41,7 @@ from .train import TrainConfig, train
 
 __all__ = ["VARIANTS", "RESULTS_FILE", "SWEEP_SEEDS", "STUDY_SEEDS", "SCREEN_SEEDS", "variant_config", "arithmetic", "run_search",
            "read_results", "summarise_results", "choose", "format_summary", "markdown_table", "STUDY_VARIANTS",
-           "recorded_rows", "PORTABLE", "LIVE_TOLERANCE", "check_live_run"]
+           "recorded_rows", "PORTABLE", "LIVE_TOLERANCE", "check_live_run", "check_live_runs", "native", "seed_table"]
 
 #: The tracked results file (one JSON object per line, appended as runs finish).
 RESULTS_FILE = Path(__file__).resolve().parent.parent / "results" / "camloss_search.jsonl"
@@ -221,6 +221,41 @@ def recorded_rows(labels: dict[str, str] | None = None, seeds: Iterable[int] = S
         out += [{"run": label, "seed": r["seed"], "arithmetic": r["arithmetic"], **r["accuracy"],
                  "history": r["history"]} for r in sorted(mine, key=lambda r: (r["arithmetic"], r["seed"]))]
     return out
+
+
+def native(recorded: list[dict[str, Any]]) -> str:
+    """The native arithmetic among the recorded rows (what a learner's default CPU computes like; the notebook shows
+    these and states the other arithmetic's mean beside them)."""
+    found = sorted({r["arithmetic"] for r in recorded if r["arithmetic"].startswith("native")})
+    if not found:
+        raise ValueError("no native run among the recorded rows: record one with `python -m utils.camloss_search run`")
+    return found[0]
+
+
+def seed_table(recorded: list[dict[str, Any]], split: str = "test_swapped") -> str:
+    """The per-seed table notebook 05 prints: one row per run, ``split`` per seed under the native arithmetic, its
+    mean ± std, and the mean ± std of the same seeds under every other recorded arithmetic (another CPU)."""
+    home = native(recorded)
+    others = sorted({r["arithmetic"] for r in recorded} - {home})
+    seeds = sorted({r["seed"] for r in recorded})
+    lines = [f"{'':<10}" + "".join(f"{'seed ' + str(s):>9}" for s in seeds) + "   mean ± std"
+             + "".join(f"   {'another CPU':>13}" for _ in others)]
+    for label in dict.fromkeys(r["run"] for r in recorded):
+        accs = [r[split] for r in sorted(recorded, key=lambda r: r["seed"]) if r["run"] == label and r["arithmetic"] == home]
+        cells = "".join(f"{v:>9.3f}" for v in accs) + "   {:.3f} ± {:.3f}".format(*mean_std(accs))
+        for a in others:
+            cells += "   {:.3f} ± {:.3f}".format(*mean_std([r[split] for r in recorded if r["run"] == label
+                                                              and r["arithmetic"] == a]))
+        lines.append(f"{label:<10}{cells}")
+    return "\n".join(lines)
+
+
+def check_live_runs(rows: list[dict[str, Any]], recorded: list[dict[str, Any]], labels: Iterable[str] | None = None,
+                    tolerance: float = LIVE_TOLERANCE) -> dict[str, float]:
+    """:func:`check_live_run` for each live row whose run is one of ``labels`` (default: the recorded runs):
+    ``{run: largest difference}``; the first run further than ``tolerance`` raises ``AssertionError``."""
+    labels = set(labels if labels is not None else (r["run"] for r in recorded))
+    return {r["run"]: check_live_run(r, recorded, tolerance) for r in rows if r["run"] in labels}
 
 
 def summarise_results(rows: list[dict[str, Any]], seeds: Iterable[int] | None = None) -> list[dict[str, Any]]:

@@ -29,13 +29,14 @@ import json
 import math
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import caltech
 from .models import OrcaLeopardNet, load_shipped
-from .progress import bar as progress_bar, report
+from .progress import Status
 from .train import DATASETS, DEFAULT_MODELS_DIR, TrainConfig, load_or_train, pick_device
 
 __all__ = ["ExperimentConfig", "choose_config", "CPU_CONFIG", "CUDA_CONFIG", "CUDA_CALTECH_CONFIG", "seed_study",
@@ -149,27 +150,30 @@ def seed_study(cfg: ExperimentConfig, runs: dict[str, tuple[str, dict[str, Any]]
                          f"(runs: {', '.join(map(repr, runs))})")
     base = Path(models_dir or DEFAULT_MODELS_DIR / "study") / cfg.tag
     rows, models = [], {}
-    bar = progress_bar(len(runs) * len(seeds), "models", "model", enabled=progress)
-    try:
-        for label, (strategy, options) in runs.items():
-            folder = base / _slug(label)
-            ready = load_shipped(shipped[label]) if label in shipped else None
-            for seed in seeds:
-                tc = cfg.train_config(strategy, seed, **options)
-                if ready is not None and tc.same_model_as(ready[1].get("config", {})):
-                    model, meta = ready[0].to(pick_device(tc.device)), ready[1]
-                    source = f"models/{shipped[label]}.pt"
-                else:
-                    model, meta = load_or_train(strategy, seed, folder, progress=False, **{
-                        k: v for k, v in tc.to_dict().items() if k not in ("strategy", "seed")})
-                    source = "trained"
-                rows.append({"run": label, "seed": seed, **meta["accuracy"], "history": meta.get("history", []),
-                             "source": source})
-                models[(label, seed)] = model
-                bar.update()
-                report(f"models: {len(rows)}/{len(runs) * len(seeds)} ({label}, seed {seed}: {source})", progress)
-    finally:
-        bar.close()
+    total = len(runs) * len(seeds)
+    status = Status(progress)  # a line per model; in a notebook one line updated in place, not a bar
+    started = time.perf_counter()
+    for label, (strategy, options) in runs.items():
+        folder = base / _slug(label)
+        ready = load_shipped(shipped[label]) if label in shipped else None
+        for seed in seeds:
+            tc = cfg.train_config(strategy, seed, **options)
+            if ready is not None and tc.same_model_as(ready[1].get("config", {})):
+                model, meta = ready[0].to(pick_device(tc.device)), ready[1]
+                source = f"models/{shipped[label]}.pt"
+            else:
+                status(f"models: {len(rows)}/{total}; now {label}, seed {seed} (trained the first time, then read)",
+                       final=False)
+                model, meta = load_or_train(strategy, seed, folder, progress=False, **{
+                    k: v for k, v in tc.to_dict().items() if k not in ("strategy", "seed")})
+                source = "trained"
+            rows.append({"run": label, "seed": seed, **meta["accuracy"], "history": meta.get("history", []),
+                         "source": source})
+            models[(label, seed)] = model
+            status(f"models: {len(rows)}/{total} ({label}, seed {seed}: {source})")
+    sources = [r["source"] for r in rows]
+    status(f"models: {total}/{total} ready in {time.perf_counter() - started:.0f} s ({sources.count('trained')} trained "
+           f"here or read back from an earlier run, {total - sources.count('trained')} shipped in models/)", final=False)
     return rows, models
 
 
