@@ -207,7 +207,22 @@ def test_shipped_model_loads_and_its_json_vouches_for_it():
     assert TrainConfig().same_model_as(meta["config"]), "the shipped model is not the documented call's model"
 
 
-@pytest.mark.parametrize("name", ["default_seed0", "positive_cam_seed0", "positive_cam_course_joint_seed0"])
+def test_the_shipped_oracle_is_the_default_but_for_its_backgrounds():
+    """The positive control of notebooks 01-04: the default's network, data, epochs and seed, trained on
+    class-independent backgrounds; right on test_swapped where the default is wrong."""
+    from utils.models import SHIPPED_MODELS, SHIPPED_ORACLE, load_shipped
+    from utils.train import TrainConfig
+    assert SHIPPED_ORACLE in SHIPPED_MODELS
+    _, default = load_shipped()
+    _, oracle = load_shipped(SHIPPED_ORACLE)
+    assert oracle["strategy"] == "oracle"
+    assert TrainConfig(strategy="oracle").same_model_as(oracle["config"])
+    differ = {k for k in default["config"] if default["config"][k] != oracle["config"].get(k)}
+    assert differ == {"strategy"}, differ
+    assert oracle["accuracy"]["test_swapped"] >= 0.95 and default["accuracy"]["test_swapped"] <= 0.05
+
+
+@pytest.mark.parametrize("name", ["default_seed0", "oracle_seed0", "positive_cam_seed0", "positive_cam_course_joint_seed0"])
 def test_every_shipped_model_is_what_its_command_trains(name, tmp_path, monkeypatch):
     """SHIPPED_MODELS' command, parsed by the training CLI, asks for exactly the training the checkpoint's JSON records
     (and the JSON vouches for the bytes), so the command in an error message or the README retrains that model."""

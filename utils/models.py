@@ -16,7 +16,7 @@ Checkpoints are a plain dict of tensors and JSON-like metadata, written
 atomically (temporary file, verified with ``torch.load(weights_only=True)``,
 then renamed, with the umask's file mode) and read back with ``weights_only=True``.
 :func:`load_shipped` reads the models committed under ``models/`` (``SHIPPED_MODELS``: the one
-notebooks 01-04 explain, and two that notebook 05 reads), each with its SHA-256 in the JSON beside it.
+notebooks 01-04 explain, its positive control the oracle, and two that notebook 05 reads), each with its SHA-256 in the JSON beside it.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from torch import nn
 
 __all__ = ["OrcaLeopardNet", "build_model", "save_checkpoint", "load_checkpoint", "CheckpointError", "evaluating",
            "atomic_write", "sha256_of", "local_kernels", "load_shipped", "SHIPPED_DIR", "SHIPPED_DEFAULT",
-           "SHIPPED_MODELS",
+           "SHIPPED_MODELS", "SHIPPED_ORACLE",
            "IMAGENET_MEAN", "IMAGENET_STD", "CHECKPOINT_FORMAT"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -44,12 +44,16 @@ CHECKPOINT_VERSION = 1
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "models"
 #: The default model notebooks 01-04 explain; ``python -m utils.train default --seed 0 --out models`` retrains it.
 SHIPPED_DEFAULT = "default_seed0"
+#: The positive control notebooks 01-04 show beside the default: the same network, data and epochs, trained on
+#: backgrounds drawn independently of the class (``oracle``), so it has to use the animal.
+SHIPPED_ORACLE = "oracle_seed0"
 #: Every model that ships under ``models/``, with the command that trained it (run from the repository root). Notebook
 #: 05 reads the two positive-CAM models: what they teach (the energy paradox, the penalty's loophole) is one training's
 #: particular outcome, which another CPU's arithmetic changes, so every learner reads the same weights
 #: (docs/design.md, section 4). Their JSON records the arithmetic they were trained with.
 SHIPPED_MODELS: dict[str, str] = {
     SHIPPED_DEFAULT: "python -m utils.train default --seed 0 --out models",
+    SHIPPED_ORACLE: "OMP_NUM_THREADS=1 python -m utils.train oracle --seed 0 --out models --name oracle_seed0",
     # one thread: on one kind of CPU, the same weights whatever its core count (a reduction's order depends on it)
     "positive_cam_seed0": "OMP_NUM_THREADS=1 python -m utils.train camloss --map positive_cam --seed 0 --out models "
                           "--name positive_cam_seed0",
