@@ -160,3 +160,20 @@ def test_preview_cli_rejects_bad_size(tmp_path, capsys):
         D.main(["preview", "--out", str(tmp_path / "x.png"), "--image-size", "8"])
     assert e.value.code == 2
     assert "image_size=8 is out of range" in capsys.readouterr().err
+
+
+def test_the_same_image_without_its_animal_differs_only_where_the_animal_was():
+    for split, index in (("test_swapped", 3), ("test_shifted", 8), ("train", 1)):
+        a, b = render_sample(split, index), render_sample(split, index, animal=False)
+        assert a.label == b.label and a.background == b.background and torch.equal(a.mask, b.mask)
+        changed = (a.image != b.image).any(0)
+        assert changed[a.mask].float().mean() > 0.9, "the animal is gone"
+        near = torch.nn.functional.max_pool2d(a.mask[None, None].float(), 7, 1, 3)[0, 0].bool()  # soft edges: 3 px
+        assert not changed[~near].any(), "every pixel away from the animal is identical"
+    split = load_split("test_iid", n=4, animal=False)
+    assert torch.equal(split.images[2], render_sample("test_iid", 2, animal=False).image)
+    for bad in (0, "no", None):
+        with pytest.raises(TypeError, match="animal must be True or False"):
+            render_sample("val", 0, animal=bad)
+        with pytest.raises(TypeError, match="animal must be True or False"):
+            load_split("val", n=2, animal=bad)

@@ -367,15 +367,20 @@ def _pose(rng: np.random.Generator, placement: str) -> tuple[tuple[float, float]
 
 
 def render_sample(split: str, index: int, seed: int = 0, image_size: int = DEFAULT_IMAGE_SIZE,
-                  backgrounds: str | None = None) -> Sample:
+                  backgrounds: str | None = None, animal: bool = True) -> Sample:
     """Draw image ``index`` of ``split`` for dataset ``seed``: deterministic, no files.
 
     ``backgrounds`` overrides the split's rule (``"matched"``, ``"swapped"`` or
     ``"random"``); the *oracle* control trains on ``train`` with ``"random"`` — the
     same animals as ``train``, on backgrounds independent of their class.
+    ``animal=False`` draws the same image without its animal: the same background and sensor noise, every pixel
+    the animal does not touch identical, the label and the mask those of the animal that would stand there (the
+    intervention "remove the animal", which no fill of the mask achieves: a blur keeps the animal's colours).
     """
     split = _check_split(split)
     image_size = _check_image_size(image_size)
+    if not isinstance(animal, bool):
+        raise TypeError(f"animal must be True or False; got {animal!r}")
     index = _check_int("index", index, 0)
     seed = _check_int("seed", seed, 0)
     rule, placement = _SPLIT_RULES[split]
@@ -402,7 +407,8 @@ def render_sample(split: str, index: int, seed: int = 0, image_size: int = DEFAU
     box = cv.window(0.0, 0.0, 0.34)
     col, alpha = (_orca if label == ORCA else _leopard)(cv.crop(*box), animal_rng)
     img = bg.copy()
-    img[box] = _mix(bg[box], col, alpha)
+    if animal:
+        img[box] = _mix(bg[box], col, alpha)
     full_alpha = np.zeros_like(cv.u)
     full_alpha[box] = alpha
     img = img + noise_rng.normal(0, 0.015, img.shape).astype(np.float32)  # sensor noise
@@ -421,8 +427,11 @@ class SyntheticOrcaLeopard(Dataset):
     """
 
     def __init__(self, split: str = "train", n: int | None = None, image_size: int = DEFAULT_IMAGE_SIZE,
-                 seed: int = 0, backgrounds: str | None = None):
+                 seed: int = 0, backgrounds: str | None = None, animal: bool = True):
         self.split = _check_split(split)
+        if not isinstance(animal, bool):
+            raise TypeError(f"animal must be True or False; got {animal!r}")
+        self.animal = animal
         self.n = SPLIT_SIZES[split] if n is None else _check_int("n", n, 1)
         self.image_size = _check_image_size(image_size)
         self.seed = _check_int("seed", seed, 0)
@@ -438,7 +447,7 @@ class SyntheticOrcaLeopard(Dataset):
             raise TypeError(f"index must be an int; got {type(index).__name__}")
         if not -self.n <= index < self.n:
             raise IndexOutOfRange(f"index {index} is out of range for split {self.split!r} with {self.n} images")
-        return render_sample(self.split, int(index) % self.n, self.seed, self.image_size, self.backgrounds)
+        return render_sample(self.split, int(index) % self.n, self.seed, self.image_size, self.backgrounds, self.animal)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         s = self.sample(index)
@@ -460,9 +469,10 @@ class SyntheticOrcaLeopard(Dataset):
 
 
 def load_split(split: str, n: int | None = None, image_size: int = DEFAULT_IMAGE_SIZE, seed: int = 0,
-               backgrounds: str | None = None) -> SplitData:
-    """The first ``n`` images of ``split`` (default: :data:`SPLIT_SIZES`) as stacked tensors."""
-    return SyntheticOrcaLeopard(split, n, image_size, seed, backgrounds).to_tensors()
+               backgrounds: str | None = None, animal: bool = True) -> SplitData:
+    """The first ``n`` images of ``split`` (default: :data:`SPLIT_SIZES`) as stacked tensors; ``animal=False``: the
+    same images with their animals removed (:func:`render_sample`)."""
+    return SyntheticOrcaLeopard(split, n, image_size, seed, backgrounds, animal).to_tensors()
 
 
 # --------------------------------------------------------------------------- CLI
