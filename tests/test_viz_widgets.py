@@ -48,7 +48,7 @@ def test_metric_input_errors():
 # ------------------------------------------------------------------ viz
 def test_to_display_scales_each_map_by_its_peak():
     m = torch.tensor([[0.0, -4.0], [2.0, 1.0]])
-    assert to_display(m).tolist() == [[0.0, 0.0], [0.5, 0.25]]
+    assert to_display(m).tolist() == [[0.0, 0.0], [1.0, 0.5]]  # the positive part ÷ its maximum
     assert to_display(m, signed=True).tolist() == [[0.0, -1.0], [0.5, 0.25]]
     assert to_display(torch.zeros(2, 2)).tolist() == [[0.0, 0.0], [0.0, 0.0]]
 
@@ -192,3 +192,25 @@ def test_map_table_scales_and_layout():
         map_table(imgs, [[small, big, big]], row_titles=["a"], scale="image")
     with pytest.raises(ValueError, match="one column per image"):
         map_table(imgs, [[small, big]], row_titles=["a"])
+
+
+def test_an_overlay_is_transparent_where_the_map_is_zero_and_opaque_where_it_peaks():
+    """The drawing rule: opacity grows with magnitude (0 transparent, ``alpha`` at the peak), a one-sided scale for
+    maps that are never negative, the diverging scale centred at 0 for signed ones."""
+    import numpy as np
+    from utils.viz import overlay
+    m = torch.tensor([[0.0, -4.0], [2.0, 1.0]])
+    fig, ax = plt.subplots()
+    shown = overlay(ax, torch.rand(3, 2, 2), m, alpha=0.8)
+    assert np.allclose(shown.get_alpha(), [[0.0, 0.0], [0.8, 0.4]]) and shown.get_cmap().name == "inferno"
+    assert shown.get_clim() == (0.0, 1.0)
+    signed = overlay(ax, torch.rand(3, 2, 2), m, alpha=0.8, signed=True)
+    assert np.allclose(signed.get_alpha(), [[0.0, 0.8], [0.4, 0.2]]) and signed.get_cmap().name == "bwr"
+    assert signed.get_clim() == (-1.0, 1.0)
+    assert overlay(ax, torch.rand(3, 2, 2)) is None
+    fig2, ax2 = plt.subplots()
+    alone = overlay(ax2, torch.rand(3, 4, 4), torch.randn(4, 4), signed=True, underlay=False,
+                    outline=torch.eye(4, dtype=torch.bool))
+    assert alone.get_alpha() is None and len(ax2.images) == 1 and ax2.collections, "the map alone, opaque, outlined"
+    plt.close(fig)
+    plt.close(fig2)

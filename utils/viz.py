@@ -2,7 +2,9 @@
 
 Display code rescales maps (the methods return raw values): :func:`to_display`
 divides each map by its largest absolute value, so 1 is the strongest
-attribution in *that* image. Saved figures are byte-for-byte reproducible (no
+attribution in *that* image (figures say so in their colour bar). Over an image a
+map's opacity grows with its magnitude (:func:`overlay`, :func:`map_table`): where
+the map is 0 the image shows through. Saved figures are byte-for-byte reproducible (no
 dates or software versions in the files), so re-running a notebook leaves
 ``git status`` clean.
 """
@@ -35,26 +37,43 @@ def image_to_numpy(image: torch.Tensor) -> np.ndarray:
 
 
 def to_display(heatmap: torch.Tensor, signed: bool = False) -> np.ndarray:
-    """One map ``[H, W]`` scaled by its max |value| to [0, 1] (or [-1, 1] if ``signed``)."""
+    """One map ``[H, W]`` scaled for display: ``signed``, divided by its max |value| (to [-1, 1]); otherwise its
+    positive part divided by the positive part's maximum (to [0, 1]), what the figures' colour bars say."""
     m = heatmap.detach().float().cpu()
+    if not signed:
+        m = m.clamp(min=0)
     peak = m.abs().max()
-    m = m / peak if peak > 0 else m
-    return (m if signed else m.clamp(min=0)).numpy()
+    return (m / peak if peak > 0 else m).numpy()
 
 
-def overlay(ax: plt.Axes, image: torch.Tensor, heatmap: torch.Tensor | None = None, *, alpha: float = 0.5,
-            cmap: str = "jet", signed: bool = False, title: str | None = None) -> None:
-    """Draw ``image`` with ``heatmap`` (rescaled by :func:`to_display`) on top at opacity ``alpha``."""
-    ax.imshow(image_to_numpy(image), interpolation="nearest")
+def overlay(ax: plt.Axes, image: torch.Tensor, heatmap: torch.Tensor | None = None, *, alpha: float = 0.75,
+            cmap: str = "inferno", signed: bool = False, title: str | None = None, underlay: bool = True,
+            outline: torch.Tensor | None = None) -> "plt.AxesImage | None":
+    """Draw ``image`` with ``heatmap`` (rescaled by :func:`to_display`) on top; returns the map's image (or None).
+
+    The course's drawing rule: the map's opacity grows with its magnitude, from 0 (transparent: the photo shows
+    through, so a white stripe of the sea or the orca's white belly is not mistaken for evidence) to ``alpha`` at
+    the map's largest magnitude. ``signed`` maps (CAM, occlusion) use the diverging ``bwr`` scale centred at 0;
+    maps that are never negative (saliency, Grad-CAM) a one-sided ``cmap`` on [0, 1], their negatives clipped.
+    ``underlay=False`` draws the map alone, opaque (white is 0 on the signed scale), where colours of the image
+    would be mistaken for the map's (blue evidence over a blue sea); ``outline`` (an ``[H, W]`` mask, e.g. the
+    animal's) is then drawn as a black contour for orientation.
+    """
+    if underlay or heatmap is None:
+        ax.imshow(image_to_numpy(image), interpolation="nearest")
+    shown = None
     if heatmap is not None:
-        if signed:
-            ax.imshow(to_display(heatmap, True), cmap="bwr", vmin=-1, vmax=1, alpha=alpha, interpolation="bilinear")
-        else:
-            ax.imshow(to_display(heatmap), cmap=cmap, vmin=0, vmax=1, alpha=alpha, interpolation="bilinear")
+        m = to_display(heatmap, signed)
+        opacity = alpha * np.clip(np.abs(m), 0, 1) if underlay else None
+        shown = ax.imshow(m, cmap="bwr" if signed else cmap, vmin=-1 if signed else 0, vmax=1, alpha=opacity,
+                          interpolation="bilinear")
+        if outline is not None:
+            ax.contour(outline.detach().float().cpu().numpy(), levels=[0.5], colors="k", linewidths=0.7)
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
         ax.set_title(title, fontsize=8)
+    return shown
 
 
 def label_text(label: int | None, pred: int | None = None, prob: float | None = None) -> str:
@@ -71,15 +90,19 @@ def label_text(label: int | None, pred: int | None = None, prob: float | None = 
 def show_grid(images: torch.Tensor, maps: Sequence[torch.Tensor] | torch.Tensor | None = None, *,
               labels: Sequence[int] | torch.Tensor | None = None, preds: Sequence[int] | torch.Tensor | None = None,
               probs: Sequence[float] | torch.Tensor | None = None, row_titles: Sequence[str] | None = None,
-              columns: int | None = None, alpha: float = 0.5, cmap: str = "jet", signed: bool = False,
-              size: float = 1.7, colorbar: str | None = None) -> Figure:
+              columns: int | None = None, alpha: float = 0.75, cmap: str = "inferno", signed: bool = False,
+              size: float = 1.7, colorbar: str | None = None, underlay: bool = True,
+              outlines: Sequence[torch.Tensor] | torch.Tensor | None = None) -> Figure:
     """A grid of images with optional heatmaps and "true / pred (confidence)" titles.
 
     ``maps`` may be one ``[N, H, W]`` tensor (one row of overlays under the
-    images) or a list of them (one row per method, named by ``row_titles``).
-    Without ``maps``: the images alone, ``columns`` per row. ``colorbar``: a colour bar at the right with this
-    label (each map is divided by its own largest magnitude, :func:`to_display`, so the bar runs 0 … 1, or
-    -1 … 1 for ``signed`` maps, drawn on the diverging ``bwr`` scale centred at 0).
+    images) or a list of them (one row per method, named by ``row_titles``), drawn by :func:`overlay` (opacity
+    growing with magnitude, ``alpha`` at the largest). Without ``maps``: the images alone, ``columns`` per row.
+    ``colorbar``: a colour bar at the right with this label (each map is divided by its own largest magnitude,
+    :func:`to_display`, so the bar runs 0 … 1, or -1 … 1 for ``signed`` maps, drawn on the diverging ``bwr`` scale
+    centred at 0; say so in the label). Every row is ``signed`` or none is: draw maps that are never negative
+    (saliency) and signed maps (occlusion, CAM) in separate figures. ``underlay=False``: the maps alone, with
+    ``outlines`` (one mask per image, e.g. the animals') as contours (:func:`overlay`).
     """
     n = images.shape[0]
     rows_of_maps = [] if maps is None else ([maps] if isinstance(maps, torch.Tensor) else list(maps))
@@ -99,7 +122,8 @@ def show_grid(images: torch.Tensor, maps: Sequence[torch.Tensor] | torch.Tensor 
         overlay(ax, images[i], title=title or None)
         for r, m in enumerate(rows_of_maps, start=1):
             axes[r, i].axis("on")
-            overlay(axes[r, i], images[i], m[i], alpha=alpha, cmap=cmap, signed=signed)
+            overlay(axes[r, i], images[i], m[i], alpha=alpha, cmap=cmap, signed=signed, underlay=underlay,
+                    outline=None if outlines is None else outlines[i])
     if row_titles:
         for r, t in enumerate(row_titles, start=1 if rows_of_maps else 0):
             axes[r, 0].set_ylabel(t, fontsize=9)

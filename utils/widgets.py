@@ -65,13 +65,13 @@ def _panels(s, heat: torch.Tensor, probs: torch.Tensor, t: int, method: str, alp
     area = float(s.mask.float().mean())
     overlay(axes[2], s.image, heat, alpha=alpha, cmap="inferno",
             title=f"on the animal: {share:.0%} of the map\n(animal = {area:.0%} of the image){extra}")
-    axes[2].set_xlabel("overlay: the map's positive part ÷ its maximum", fontsize=7)
+    axes[2].set_xlabel("overlay: the positive part ÷ its maximum,\nmore opaque where larger (0: transparent)", fontsize=7)
     fig.tight_layout()
     return fig
 
 
 def render_saliency(model: nn.Module, split: str = "test_swapped", index: int = 0, target: str = "predicted",
-                    method: str = "saliency", noise: float = 0.15, n_samples: int = 16, alpha: float = 0.5,
+                    method: str = "saliency", noise: float = 0.15, n_samples: int = 16, alpha: float = 0.8,
                     image_size: int = 64) -> Figure:
     """Image, map and overlay of gradient saliency or SmoothGrad for one image of a split."""
     s, x, probs, t = _explain_one(model, split, index, target, image_size)
@@ -87,7 +87,7 @@ def render_saliency(model: nn.Module, split: str = "test_swapped", index: int = 
 
 
 def render_occlusion(model: nn.Module, split: str = "test_swapped", index: int = 0, target: str = "predicted",
-                     patch: int = 8, stride: int = 4, fill: str = "grey (0.5)", alpha: float = 0.5,
+                     patch: int = 8, stride: int = 4, fill: str = "grey (0.5)", alpha: float = 0.8,
                      image_size: int = 64) -> Figure:
     """Image, occlusion map and overlay; ``stride`` is capped at ``patch``."""
     s, x, probs, t = _explain_one(model, split, index, target, image_size)
@@ -110,7 +110,7 @@ def conv_layers(model: nn.Module) -> list[str]:
 
 
 def render_cam(model: nn.Module, split: str = "test_swapped", index: int = 0, target: str = "predicted",
-               method: str = "CAM", layer: str | None = None, alpha: float = 0.5, image_size: int = 64) -> Figure:
+               method: str = "CAM", layer: str | None = None, alpha: float = 0.8, image_size: int = 64) -> Figure:
     """Image, map and overlay of CAM (raw, signed) or a Grad-CAM variant at ``layer`` (``None``: the last block)."""
     s, x, probs, t = _explain_one(model, split, index, target, image_size)
     if method not in CAM_METHODS:
@@ -154,7 +154,7 @@ def saliency_explorer(model: nn.Module, split: str = "test_swapped", image_size:
     return _wrap(render_saliency, model, image_size, **_split_and_index(split),
                  method=widgets.ToggleButtons(options=["saliency", "smoothgrad"], value="saliency"),
                  noise=widgets.FloatSlider(value=0.15, min=0.0, max=0.5, step=0.05, description="noise σ"),
-                 alpha=widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.1, description="opacity"))
+                 alpha=widgets.FloatSlider(value=0.8, min=0.0, max=1.0, step=0.1, description="peak opacity"))
 
 
 def occlusion_explorer(model: nn.Module, split: str = "test_swapped", image_size: int = 64) -> widgets.interactive:
@@ -163,13 +163,13 @@ def occlusion_explorer(model: nn.Module, split: str = "test_swapped", image_size
                  patch=widgets.IntSlider(value=8, min=4, max=32, step=4, description="patch px"),
                  stride=widgets.IntSlider(value=4, min=2, max=16, step=2, description="stride px"),
                  fill=widgets.Dropdown(options=list(FILLS), value="grey (0.5)", description="fill"),
-                 alpha=widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.1, description="opacity"))
+                 alpha=widgets.FloatSlider(value=0.8, min=0.0, max=1.0, step=0.1, description="peak opacity"))
 
 
 def cam_explorer(model: nn.Module, split: str = "test_swapped", image_size: int = 64) -> widgets.interactive:
     """Controls, in ``ui.children`` order: split, image index, class, opacity."""
     return _wrap(render_cam, model, image_size, **_split_and_index(split),
-                 alpha=widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.1, description="opacity"))
+                 alpha=widgets.FloatSlider(value=0.8, min=0.0, max=1.0, step=0.1, description="peak opacity"))
 
 
 def gradcam_explorer(model: nn.Module, split: str = "test_swapped", image_size: int = 64) -> widgets.interactive:
@@ -178,7 +178,7 @@ def gradcam_explorer(model: nn.Module, split: str = "test_swapped", image_size: 
     return _wrap(render_cam, model, image_size, **_split_and_index(split),
                  method=widgets.ToggleButtons(options=[m for m in CAM_METHODS if m != "CAM"], value="Grad-CAM"),
                  layer=widgets.SelectionSlider(options=layers, value=layers[-1], description="layer"),
-                 alpha=widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.1, description="opacity"))
+                 alpha=widgets.FloatSlider(value=0.8, min=0.0, max=1.0, step=0.1, description="peak opacity"))
 
 
 def render_kernel(model: nn.Module, sigma: float = 0.2, index: int = 0, image_size: int = 64) -> Figure:
