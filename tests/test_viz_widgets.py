@@ -214,3 +214,32 @@ def test_an_overlay_is_transparent_where_the_map_is_zero_and_opaque_where_it_pea
     assert alone.get_alpha() is None and len(ax2.images) == 1 and ax2.collections, "the map alone, opaque, outlined"
     plt.close(fig)
     plt.close(fig2)
+
+
+
+def test_one_scale_in_the_maps_units_draws_weak_maps_faint():
+    """scale="all": every map on the figure's largest magnitude, in its own units, so a map of small drops looks
+    small beside a strong one (per-image scaling makes both look equally strong)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from utils.viz import overlay
+    strong, weak = torch.tensor([[0.0, 2.0], [-2.0, 1.0]]), torch.tensor([[0.0, 0.2], [-0.1, 0.1]])
+    fig = show_grid(torch.rand(2, 3, 2, 2), [torch.stack([strong, weak])], signed=True, scale="all",
+                    colorbar="logit drop")
+    strong_im, weak_im = fig.axes[2].images[-1], fig.axes[3].images[-1]
+    assert strong_im.get_clim() == weak_im.get_clim() == (-2.0, 2.0)
+    assert np.allclose(weak_im.get_alpha(), 0.75 * np.array([[0.0, 0.1], [0.05, 0.05]]))
+    assert fig.axes[-1].get_ylabel() == "logit drop" and fig.axes[-1].get_ylim() == (-2.0, 2.0)
+    plt.close(fig)
+    fig = show_grid(torch.rand(2, 3, 2, 2), [torch.stack([strong, strong]), torch.stack([weak, weak])], signed=True,
+                    scale="row", colorbar="logit drop")
+    bars = fig.axes[6:]
+    assert np.allclose([b.get_ylim() for b in bars], [(-2.0, 2.0), (-0.2, 0.2)]), "one bar per row, in its units"
+    assert np.allclose(fig.axes[4].images[-1].get_clim(), (-0.2, 0.2))
+    plt.close(fig)
+    with pytest.raises(ValueError, match="scale must be 'each'"):
+        show_grid(torch.rand(1, 3, 2, 2), [strong[None]], scale="cell")
+    fig, ax = plt.subplots()
+    with pytest.raises(ValueError, match="vmax must be a positive number"):
+        overlay(ax, torch.rand(3, 2, 2), strong, vmax=0)
+    plt.close(fig)

@@ -48,7 +48,7 @@ def to_display(heatmap: torch.Tensor, signed: bool = False) -> np.ndarray:
 
 def overlay(ax: plt.Axes, image: torch.Tensor, heatmap: torch.Tensor | None = None, *, alpha: float = 0.75,
             cmap: str = "inferno", signed: bool = False, title: str | None = None, underlay: bool = True,
-            outline: torch.Tensor | None = None) -> "plt.AxesImage | None":
+            outline: torch.Tensor | None = None, vmax: float | None = None) -> "plt.AxesImage | None":
     """Draw ``image`` with ``heatmap`` (rescaled by :func:`to_display`) on top; returns the map's image (or None).
 
     The course's drawing rule: the map's opacity grows with its magnitude, from 0 (transparent: the photo shows
@@ -57,15 +57,23 @@ def overlay(ax: plt.Axes, image: torch.Tensor, heatmap: torch.Tensor | None = No
     maps that are never negative (saliency, Grad-CAM) a one-sided ``cmap`` on [0, 1], their negatives clipped.
     ``underlay=False`` draws the map alone, opaque (white is 0 on the signed scale), where colours of the image
     would be mistaken for the map's (blue evidence over a blue sea); ``outline`` (an ``[H, W]`` mask, e.g. the
-    animal's) is then drawn as a black contour for orientation.
+    animal's) is then drawn as a black contour for orientation. ``vmax``: the map is drawn in its own units on
+    ``[-vmax, vmax]`` (``[0, vmax]`` if not signed), e.g. one scale shared by a figure, instead of divided by its
+    own largest magnitude.
     """
+    if vmax is not None and not vmax > 0:
+        raise ValueError(f"vmax must be a positive number (the map's largest magnitude to show); got {vmax!r}")
     if underlay or heatmap is None:
         ax.imshow(image_to_numpy(image), interpolation="nearest")
     shown = None
     if heatmap is not None:
-        m = to_display(heatmap, signed)
-        opacity = alpha * np.clip(np.abs(m), 0, 1) if underlay else None
-        shown = ax.imshow(m, cmap="bwr" if signed else cmap, vmin=-1 if signed else 0, vmax=1, alpha=opacity,
+        if vmax is None:
+            m, top = to_display(heatmap, signed), 1.0
+        else:
+            raw = heatmap.detach().float().cpu()
+            m, top = (raw if signed else raw.clamp(min=0)).numpy(), float(vmax)
+        opacity = alpha * np.clip(np.abs(m) / top, 0, 1) if underlay else None
+        shown = ax.imshow(m, cmap="bwr" if signed else cmap, vmin=-top if signed else 0, vmax=top, alpha=opacity,
                           interpolation="bilinear")
         if outline is not None:
             ax.contour(outline.detach().float().cpu().numpy(), levels=[0.5], colors="k", linewidths=0.7)
@@ -92,7 +100,7 @@ def show_grid(images: torch.Tensor, maps: Sequence[torch.Tensor] | torch.Tensor 
               probs: Sequence[float] | torch.Tensor | None = None, row_titles: Sequence[str] | None = None,
               columns: int | None = None, alpha: float = 0.75, cmap: str = "inferno", signed: bool = False,
               size: float = 1.7, colorbar: str | None = None, underlay: bool = True,
-              outlines: Sequence[torch.Tensor] | torch.Tensor | None = None) -> Figure:
+              outlines: Sequence[torch.Tensor] | torch.Tensor | None = None, scale: str = "each") -> Figure:
     """A grid of images with optional heatmaps and "true / pred (confidence)" titles.
 
     ``maps`` may be one ``[N, H, W]`` tensor (one row of overlays under the
@@ -102,8 +110,16 @@ def show_grid(images: torch.Tensor, maps: Sequence[torch.Tensor] | torch.Tensor 
     :func:`to_display`, so the bar runs 0 … 1, or -1 … 1 for ``signed`` maps, drawn on the diverging ``bwr`` scale
     centred at 0; say so in the label). Every row is ``signed`` or none is: draw maps that are never negative
     (saliency) and signed maps (occlusion, CAM) in separate figures. ``underlay=False``: the maps alone, with
-    ``outlines`` (one mask per image, e.g. the animals') as contours (:func:`overlay`).
+    ``outlines`` (one mask per image, e.g. the animals') as contours (:func:`overlay`). ``scale="all"``: every map
+    in its own units on one scale, the largest magnitude in the figure, and the colour bar in those units (give
+    them as ``colorbar``): maps of the same quantity can then be compared across images and rows, and a map of
+    noise looks like noise; ``"row"``: one such scale and colour bar per row (two models whose maps differ in
+    size, each row comparable across its images); ``"each"`` (default) divides each map by its own largest
+    magnitude (say so in ``colorbar``).
     """
+    if scale not in ("each", "row", "all"):
+        raise ValueError(f"scale must be 'each' (each map ÷ its largest magnitude), 'row' or 'all' (one scale in the "
+                         f"maps' units per row or for the figure); got {scale!r}")
     n = images.shape[0]
     rows_of_maps = [] if maps is None else ([maps] if isinstance(maps, torch.Tensor) else list(maps))
     if rows_of_maps:
@@ -111,6 +127,15 @@ def show_grid(images: torch.Tensor, maps: Sequence[torch.Tensor] | torch.Tensor 
     else:
         ncols = columns or min(n, 8)
         nrows = math.ceil(n / ncols)
+
+    def largest(m: torch.Tensor) -> float:
+        return float((m.detach().float().abs() if signed else m.detach().float().clamp(min=0)).max()) or 1.0
+
+    tops = [None] * len(rows_of_maps)  # None: each map ÷ its own largest magnitude
+    if scale == "all" and rows_of_maps:
+        tops = [max(largest(m) for m in rows_of_maps)] * len(rows_of_maps)
+    elif scale == "row":
+        tops = [largest(m) for m in rows_of_maps]
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.3), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
@@ -123,17 +148,24 @@ def show_grid(images: torch.Tensor, maps: Sequence[torch.Tensor] | torch.Tensor 
         for r, m in enumerate(rows_of_maps, start=1):
             axes[r, i].axis("on")
             overlay(axes[r, i], images[i], m[i], alpha=alpha, cmap=cmap, signed=signed, underlay=underlay,
-                    outline=None if outlines is None else outlines[i])
+                    outline=None if outlines is None else outlines[i], vmax=tops[r - 1])
     if row_titles:
         for r, t in enumerate(row_titles, start=1 if rows_of_maps else 0):
             axes[r, 0].set_ylabel(t, fontsize=9)
     if colorbar and rows_of_maps:
         fig.tight_layout(rect=(0, 0, 1 - 0.75 / fig.get_figwidth(), 1))
-        norm = plt.Normalize(-1 if signed else 0, 1)
-        cax = fig.add_axes((1 - 0.6 / fig.get_figwidth(), 0.12, 0.12 / fig.get_figwidth(), 0.6))
-        bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="bwr" if signed else cmap), cax=cax)
-        bar.set_label(colorbar, fontsize=7)
-        cax.tick_params(labelsize=6)
+        if scale == "row":  # one bar beside each row, in that row's units
+            spans = [(axes[r, -1].get_position().y0, axes[r, -1].get_position().height)
+                     for r in range(1, len(rows_of_maps) + 1)]
+        else:
+            spans = [(0.12, 0.6)]
+        for (y0, height), top in zip(spans, tops if scale == "row" else tops[:1]):
+            top = 1.0 if top is None else top
+            norm = plt.Normalize(-top if signed else 0, top)
+            cax = fig.add_axes((1 - 0.6 / fig.get_figwidth(), y0 + 0.1 * height, 0.12 / fig.get_figwidth(), 0.8 * height))
+            bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="bwr" if signed else cmap), cax=cax)
+            bar.set_label(colorbar, fontsize=7 if scale != "row" else 6)
+            cax.tick_params(labelsize=6)
     else:
         fig.tight_layout()
     return fig
