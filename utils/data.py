@@ -129,6 +129,12 @@ def _check_int(name: str, value: object, minimum: int) -> int:
     return int(value)
 
 
+def _check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return value
+
+
 # --------------------------------------------------------------------------- drawing
 # Geometry is written in *image units* (the image side is 1) for an animal of
 # scale 1; a pose maps pixel centres into that local frame, so any resolution
@@ -379,8 +385,7 @@ def render_sample(split: str, index: int, seed: int = 0, image_size: int = DEFAU
     """
     split = _check_split(split)
     image_size = _check_image_size(image_size)
-    if not isinstance(animal, bool):
-        raise TypeError(f"animal must be True or False; got {animal!r}")
+    animal = _check_bool("animal", animal)
     index = _check_int("index", index, 0)
     seed = _check_int("seed", seed, 0)
     rule, placement = _SPLIT_RULES[split]
@@ -429,9 +434,7 @@ class SyntheticOrcaLeopard(Dataset):
     def __init__(self, split: str = "train", n: int | None = None, image_size: int = DEFAULT_IMAGE_SIZE,
                  seed: int = 0, backgrounds: str | None = None, animal: bool = True):
         self.split = _check_split(split)
-        if not isinstance(animal, bool):
-            raise TypeError(f"animal must be True or False; got {animal!r}")
-        self.animal = animal
+        self.animal = _check_bool("animal", animal)
         self.n = SPLIT_SIZES[split] if n is None else _check_int("n", n, 1)
         self.image_size = _check_image_size(image_size)
         self.seed = _check_int("seed", seed, 0)

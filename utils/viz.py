@@ -46,6 +46,12 @@ def to_display(heatmap: torch.Tensor, signed: bool = False) -> np.ndarray:
     return (m / peak if peak > 0 else m).numpy()
 
 
+def _largest(m: torch.Tensor, signed: bool) -> float:
+    """A map's largest magnitude as drawn: of the whole map if ``signed``, else of its positive part (0 if none)."""
+    m = m.detach().float()
+    return float((m.abs() if signed else m.clamp(min=0)).max())
+
+
 def overlay(ax: plt.Axes, image: torch.Tensor, heatmap: torch.Tensor | None = None, *, alpha: float = 0.75,
             cmap: str = "inferno", signed: bool = False, title: str | None = None, underlay: bool = True,
             outline: torch.Tensor | None = None, vmax: float | None = None) -> "plt.AxesImage | None":
@@ -128,14 +134,11 @@ def show_grid(images: torch.Tensor, maps: Sequence[torch.Tensor] | torch.Tensor 
         ncols = columns or min(n, 8)
         nrows = math.ceil(n / ncols)
 
-    def largest(m: torch.Tensor) -> float:
-        return float((m.detach().float().abs() if signed else m.detach().float().clamp(min=0)).max()) or 1.0
-
     tops = [None] * len(rows_of_maps)  # None: each map ÷ its own largest magnitude
     if scale == "all" and rows_of_maps:
-        tops = [max(largest(m) for m in rows_of_maps)] * len(rows_of_maps)
+        tops = [max(_largest(m, signed) or 1.0 for m in rows_of_maps)] * len(rows_of_maps)
     elif scale == "row":
-        tops = [largest(m) for m in rows_of_maps]
+        tops = [_largest(m, signed) or 1.0 for m in rows_of_maps]
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.3), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
@@ -197,8 +200,7 @@ def map_table(images: Sequence[torch.Tensor] | torch.Tensor, maps: Sequence[Sequ
     cells = ([[""] * len(images)] if image_row else []) + [list(t) for t in (cell_titles or [[""] * len(images)] * len(maps))]
 
     def peak(ms: list) -> float:
-        ms = [m.detach().float().abs().max() if signed else m.detach().float().clamp(min=0).max() for m in ms if m is not None]
-        return max((float(v) for v in ms), default=0.0) or 1.0
+        return max((_largest(m, signed) for m in ms if m is not None), default=0.0) or 1.0
 
     every = peak([m for r in rows for m in r])
     fig, axes = plt.subplots(len(rows), len(images), figsize=(size * len(images) + 0.9, size * len(rows) + 0.35),
