@@ -134,3 +134,23 @@ def test_images_that_require_grad_are_explained_and_left_alone(model, images):
     x = images[:2].clone().requires_grad_()
     for method in METHODS:
         assert torch.isfinite(method(model, x)).all() and x.grad is None, method.__name__
+
+
+BAD_PHOTO_CALLS = [  # (call on utils.photos, exception, words); load_photo's files: tests/test_photos.py
+    (lambda p: p.photo("chelsey"), "PhotoError", r"no bundled photo named 'chelsey' \(did you mean 'chelsea'\?\)"),
+    (lambda p: p.photo("chelsea", size=16), ValueError, r"size must be an int from 32 to 1024.*got 16"),
+    (lambda p: p.photo("chelsea", size=224.0), ValueError, r"size must be an int.*got 224.0"),
+    (lambda p: p.photos("chelsea"), TypeError, r"list of photo names.*use photo\('chelsea'\)"),
+    (lambda p: p.composite("chelsea", "cofee"), "PhotoError", r"did you mean 'coffee'"),
+    (lambda p: p.load_network("vgg16"), ValueError, "unknown network 'vgg16'; choose one of: efficientnet_lite0"),
+    (lambda p: p.class_index(True), TypeError, "class name or an index; got bool"),
+]
+
+
+@pytest.mark.parametrize("call, exc, words", BAD_PHOTO_CALLS, ids=[w.split(" ")[0][:20] + str(i) for i, (_, _, w)
+                                                                    in enumerate(BAD_PHOTO_CALLS)])
+def test_bad_photo_calls_are_refused(call, exc, words):
+    from utils import photos
+    exc = getattr(photos, exc) if isinstance(exc, str) else exc
+    with pytest.raises(exc, match=words):
+        call(photos)
