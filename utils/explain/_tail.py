@@ -13,13 +13,21 @@ its graph at that call:
   pass, and repeated for every ablated copy. That is exact, not an approximation: the tail then computes the same
   function of (activations, side inputs) as the whole model.
 
-A model that ``torch.fx`` cannot trace (data-dependent Python control flow), or whose tail reads a value that is not
-a per-image tensor (e.g. the batch size taken from the input), gets ``None``: the caller then runs the whole model
-with the layer's output replaced by a hook (correct, only slower).
+* the *batch size*: a forward that reads it from its input (``bs = x.size(0)`` … ``x.view(bs, -1)``, as
+  EfficientNet's loader package and many real architectures do) computes it before the layer, but it is a property
+  of the tail's own input: every per-image tensor of the network has the same first dimension. The tail reads it
+  from the activations it is given (``activations.size(0)``), so a block of ``B`` ablated copies is ``B`` images, as
+  the whole model would see it. ``run`` checks that the recorded value is the batch size, else falls back.
+
+A model that ``torch.fx`` cannot trace (data-dependent Python control flow), or whose tail reads any other value that
+is not a per-image tensor (a shape other than the batch size, a Python number computed from the input), gets
+``None`` or falls back at ``run``: the caller then runs the whole model with the layer's output replaced by a hook
+(correct, only slower).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import operator
+from dataclasses import dataclass, field
 
 import torch
 import torch.fx as fx
@@ -60,19 +68,37 @@ class Tail:
     layer_node: fx.Node
     side_nodes: list[fx.Node]
     tail: fx.GraphModule
+    batch_nodes: list[fx.Node] = field(default_factory=list)  # batch sizes the tail reads from its activations
 
     def run(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        recorder = _Recorder(self.traced, [self.layer_node, *self.side_nodes])
+        recorder = _Recorder(self.traced, [self.layer_node, *self.side_nodes, *self.batch_nodes])
         logits = recorder.run(images)
         side = [recorder.values[n] for n in self.side_nodes]
         n = images.shape[0]
         if not all(isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == n for v in side):
+            raise _NotPerImage
+        if any(recorder.values[b] != n for b in self.batch_nodes):  # not the batch size after all
+            raise _NotPerImage
+        if not (isinstance(acts := recorder.values[self.layer_node], torch.Tensor) and acts.dim() >= 1
+                and acts.shape[0] == n):
             raise _NotPerImage
         return logits, recorder.values[self.layer_node], side
 
 
 class _NotPerImage(Exception):
     pass
+
+
+def _is_batch_size(n: fx.Node) -> bool:
+    """``x.size(0)``, ``x.size(dim=0)``, ``x.shape[0]`` or ``x.size()[0]``: the first dimension of a tensor."""
+    if n.op == "call_method" and n.target == "size":
+        return (len(n.args) == 2 and n.args[1] == 0) or (len(n.args) == 1 and n.kwargs.get("dim") == 0)
+    if n.op == "call_function" and n.target is operator.getitem and len(n.args) == 2 and n.args[1] == 0:
+        s = n.args[0]
+        return isinstance(s, fx.Node) and (
+            (s.op == "call_function" and s.target is getattr and s.args[1:] == ("shape",))
+            or (s.op == "call_method" and s.target == "size" and len(s.args) == 1 and not s.kwargs))
+    return False
 
 
 def split_at(model: nn.Module, layer: nn.Module, where: str = "output") -> Tail | None:
@@ -104,10 +130,13 @@ def split_at(model: nn.Module, layer: nn.Module, where: str = "output") -> Tail 
         return None
     inside = {layer_node, *tail_nodes}
     outside = list(dict.fromkeys(a for n in tail_nodes for a in n.all_input_nodes if a not in inside))
-    side_nodes = [a for a in outside if a.op != "get_attr"]
+    batch_nodes = [a for a in outside if _is_batch_size(a)]
+    side_nodes = [a for a in outside if a.op != "get_attr" and a not in batch_nodes]
     new = fx.Graph()  # placeholders first: the layer's output, then the side inputs
     env: dict[fx.Node, fx.Node] = {layer_node: new.placeholder("activations")}
     env.update({a: new.placeholder(f"side_{a.name}") for a in side_nodes})
+    for a in batch_nodes:  # read from the tail's own input: a block of B copies is a batch of B
+        env[a] = new.call_method("size", (env[layer_node], 0))
     for a in outside:
         if a.op == "get_attr":  # a parameter or buffer used functionally: the same for every copy
             env[a] = new.node_copy(a)
@@ -115,7 +144,7 @@ def split_at(model: nn.Module, layer: nn.Module, where: str = "output") -> Tail 
         env[n] = new.node_copy(n, lambda a: env[a])
     new.output(fx.map_arg(output.args[0], lambda a: env[a]))
     new.lint()
-    return Tail(traced, layer_node, side_nodes, fx.GraphModule(traced, new))
+    return Tail(traced, layer_node, side_nodes, fx.GraphModule(traced, new), batch_nodes)
 
 
 def run_split(tail: Tail, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]] | None:
