@@ -72,7 +72,8 @@ def test_gradient_cams_agree_with_grad_cam_on_a_real_photo(name, layer, net, cat
 def test_perturbation_cams_agree_with_grad_cam_on_a_real_photo(ours_fn, cls, net, cat, targets):
     """At stage 1's depthwise convolution (32 channels, 112×112), where grad-cam's whole-network passes take seconds,
     not minutes (at the head: 1,280). After its ReLU6 the smallest activation is 0, so grad-cam ablates to 0, as ours
-    does (a stage's output, linear with a skip connection, has negative values: grad-cam would ablate to min − 1e7)."""
+    does (a stage's output, linear with a skip connection, has negative values: grad-cam would ablate to
+    min − 1e7)."""
     layer = "features.stage1.0.depthwise"
     ours = ours_fn(net, cat, targets, layer=layer, resolution="features")
     ref = package(cls, net, layer, cat, targets)

@@ -194,6 +194,28 @@ def test_map_table_scales_and_layout():
         map_table(imgs, [[small, big]], row_titles=["a"])
 
 
+def test_map_table_rows_follow_the_images_aspect():
+    """A 224 × 448 composite gets rows half as tall as square images (no empty band between the rows)."""
+    from utils.viz import map_table
+    square = map_table([torch.rand(3, 8, 8)], [[torch.rand(8, 8)]] * 2, row_titles=["a", "b"], size=2.0)
+    wide = map_table([torch.rand(3, 8, 16)], [[torch.rand(8, 16)]] * 2, row_titles=["a", "b"], size=2.0)
+    assert square.get_figheight() == pytest.approx(2 * 2.0 + 0.35)
+    assert wide.get_figheight() == pytest.approx(2 * 1.0 + 0.35) and wide.get_figwidth() == square.get_figwidth()
+    plt.close("all")
+
+
+def test_clip_quantile_caps_the_few_largest_values_for_display():
+    from utils.viz import clip_quantile
+    m = torch.zeros(2, 10, 10)
+    m[0, 0, 0], m[0, 1:5] = 100.0, 1.0  # one outlier pixel among 40 ones
+    m[1] = -1.0  # never positive: left as it is
+    c = clip_quantile(m, 0.9)
+    assert float(c[0].max()) == 1.0 and torch.equal(c[0, 1:5], m[0, 1:5]) and torch.equal(c[1], m[1])
+    assert clip_quantile(m[0]).shape == (10, 10)
+    with pytest.raises(ValueError, match=r"q must be a quantile in \(0, 1\]"):
+        clip_quantile(m, 99)
+
+
 def test_an_overlay_is_transparent_where_the_map_is_zero_and_opaque_where_it_peaks():
     """The drawing rule: opacity grows with magnitude (0 transparent, ``alpha`` at the peak), a one-sided scale for
     maps that are never negative, the diverging scale centred at 0 for signed ones."""

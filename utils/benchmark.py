@@ -23,6 +23,11 @@ Sections:
     ≤ 0.5, issue 24), and Grad-CAM ÷ ``GradCAM`` again, on a ResNet-18 at 224 px, ``layer4``, one image, the same
     batch size (32) on both sides; Score-CAM with ``precision="bfloat16"`` too, with its largest error against the
     float32 map. bfloat16 is fast only on hardware that has it (here: AMX), so its ratio is the machine's.
+  * ``photos`` — the real network (EfficientNet-Lite0, :mod:`utils.photos`) on one photo at 224 px, its head
+    (1,280 channels, 7×7): Grad-CAM, AblationCAM and Score-CAM ÷ grad-cam's, occlusion ÷ Captum's, each with the
+    defaults on both sides (what a user calls) and with a tuned setting (said in the row). The whole-network
+    methods take tens of seconds a call, so this section runs one round after no warm-up (``--repeats`` sets the
+    rounds of Grad-CAM only); about 6 minutes on 2 cores.
   * ``training`` — one camloss epoch ÷ one default epoch (same data, seed and
     device; target ≤ 1.10, issue 5): the penalty must not cost a second pass.
     Only the training steps are timed (``train`` records each epoch's seconds;
@@ -269,8 +274,86 @@ def bench_perturbation_cams(repeats: int) -> list[Row]:
     ]
 
 
+def bench_photos(repeats: int) -> list[Row]:
+    """The rows on the real network (see the module doc)."""
+    import contextlib
+    import io
+
+    from captum.attr import Occlusion
+    from pytorch_grad_cam import AblationCAM, GradCAM, ScoreCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from . import photos
+    from .explain import ablation_cam, gradcam, occlusion, score_cam
+    from .explain._common import auto_batch_size
+
+    net = photos.load_network()
+    x = photos.photo("chelsea")[None]
+    target = [photos.class_index("Egyptian cat")]
+    layer = net.get_submodule(photos.CAM_LAYER)
+    auto = auto_batch_size(None, x)
+
+    def package(cls, batch: int | None = None):
+        def run() -> None:
+            with cls(model=net, target_layers=[layer], **({"batch_size": batch} if cls is AblationCAM and batch
+                                                             else {})) as e, \
+                    contextlib.redirect_stderr(io.StringIO()):  # its progress bars
+                if cls is ScoreCAM and batch:
+                    e.batch_size = batch  # ScoreCAM reads it from the instance (default 16)
+                e(input_tensor=x, targets=[ClassifierOutputTarget(t) for t in target])
+        return run
+
+    def once(fn: Callable[[], object]) -> float:
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+    quick = _round_robin({"ours": lambda: gradcam(net, x, target, layer=photos.CAM_LAYER),
+                          "pkg": package(GradCAM)}, repeats)
+    grad = statistics.median(a / b for a, b in zip(quick["ours"], quick["pkg"]))
+    t = {name: once(fn) for name, fn in {
+        "ablation": lambda: ablation_cam(net, x, target, layer=photos.CAM_LAYER),
+        "pkg_ablation": package(AblationCAM),
+        "pkg_ablation_8": package(AblationCAM, 8),
+        "score": lambda: score_cam(net, x, target, layer=photos.CAM_LAYER),
+        "score_64": lambda: score_cam(net, x, target, layer=photos.CAM_LAYER, batch_size=64),
+        "pkg_score": package(ScoreCAM),
+        "pkg_score_8": package(ScoreCAM, 8),
+        "occlusion": lambda: occlusion(net, x, target),
+        "captum_occlusion": lambda: Occlusion(net).attribute(x, sliding_window_shapes=(3, 8, 8), strides=(3, 4, 4),
+                                                             baselines=0.5, target=target),
+        "occlusion_32": lambda: occlusion(net, x, target, patch=32, stride=16),
+        "captum_occlusion_32": lambda: Occlusion(net).attribute(
+            x, sliding_window_shapes=(3, 32, 32), strides=(3, 16, 16), baselines=0.5, target=target,
+            perturbations_per_eval=auto),
+    }.items()}
+    return [
+        ("Grad-CAM ÷ grad-cam GradCAM (defaults)", f"{grad:.2f}×", _verdict(grad, 0.5)),
+        ("AblationCAM ÷ grad-cam AblationCAM (defaults: 256 / 32 copies per pass)",
+         f"{t['ablation'] / t['pkg_ablation']:.3f}×", _verdict(t["ablation"] / t["pkg_ablation"], 0.2)),
+        ("AblationCAM ÷ grad-cam AblationCAM (theirs tuned: batch_size=8)", f"{t['ablation'] / t['pkg_ablation_8']:.3f}×",
+         _verdict(t["ablation"] / t["pkg_ablation_8"], 0.2)),
+        (f"Score-CAM ÷ grad-cam ScoreCAM (defaults: {auto} / 16 masked images per pass)",
+         f"{t['score'] / t['pkg_score']:.2f}×", _verdict(t["score"] / t["pkg_score"], 0.5)),
+        ("Score-CAM ÷ grad-cam ScoreCAM (theirs tuned: batch_size=8)", f"{t['score'] / t['pkg_score_8']:.2f}×",
+         _verdict(t["score"] / t["pkg_score_8"], 0.5)),
+        (f"Score-CAM, the old default (64 per pass) ÷ the default ({auto} per pass)",
+         f"{t['score_64'] / t['score']:.2f}×", "(> 1: the default is faster)"),
+        ("occlusion 8/4 ÷ Captum Occlusion (defaults: 3,025 windows; Captum 1 per pass)",
+         f"{t['occlusion'] / t['captum_occlusion']:.2f}×", _verdict(t["occlusion"] / t["captum_occlusion"], 0.7)),
+        (f"occlusion 32/16 ÷ Captum Occlusion (169 windows, both {auto} per pass)",
+         f"{t['occlusion_32'] / t['captum_occlusion_32']:.2f}×",
+         _verdict(t["occlusion_32"] / t["captum_occlusion_32"], 0.7)),
+        ("seconds, 1 photo: AblationCAM / Score-CAM / occlusion 8/4 / occlusion 32/16",
+         f"{t['ablation']:.2f} / {t['score']:.1f} / {t['occlusion']:.1f} / {t['occlusion_32']:.2f}",
+         f"(grad-cam {t['pkg_ablation']:.0f} / {t['pkg_score']:.0f}; Captum {t['captum_occlusion']:.0f} / "
+         f"{t['captum_occlusion_32']:.1f})"),
+    ]
+
+
 SECTIONS: dict[str, Callable[[int], list[Row]]] = {"data": bench_data, "methods": bench_methods,
-                                                   "training": bench_training, "perturbation": bench_perturbation_cams}
+                                                   "training": bench_training, "perturbation": bench_perturbation_cams,
+                                                   "photos": bench_photos}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = SECTIONS[name](rounds)
         w = [max(len(r[i]) for r in rows) for i in range(3)]
         how = (f"mean of {4 * rounds} epochs per strategy (2 alternated runs of {2 * rounds}, each after a warm-up epoch)"
-               if name == "training" else f"median of {rounds} rounds after a warm-up")
+               if name == "training" else f"Grad-CAM: median of {rounds} rounds after a warm-up; the rest: one call "
+               f"each" if name == "photos" else f"median of {rounds} rounds after a warm-up")
         print(f"\n[{name}] {how}")
         for r in rows:
             print(f"  {r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]}")

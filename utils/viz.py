@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 
 from .data import CLASSES
 
-__all__ = ["FIGS_DIR", "to_display", "overlay", "show_grid", "map_table", "show_splits", "save_figure",
+__all__ = ["FIGS_DIR", "to_display", "clip_quantile", "overlay", "show_grid", "map_table", "show_splits", "save_figure",
            "image_to_numpy", "save_table", "save_macros"]
 
 #: Where exported figures, tables and results go: ``figs/`` (the LaTeX report includes them from there),
@@ -44,6 +44,18 @@ def to_display(heatmap: torch.Tensor, signed: bool = False) -> np.ndarray:
         m = m.clamp(min=0)
     peak = m.abs().max()
     return (m / peak if peak > 0 else m).numpy()
+
+
+def clip_quantile(maps: torch.Tensor, q: float = 0.99) -> torch.Tensor:
+    """Each map of ``[N, H, W]`` (or one ``[H, W]``) with its positive values capped at their ``q``-quantile, for
+    display: a gradient map of a real photo has a few pixels far above the rest, and divided by its largest value
+    the map is invisible but for those pixels. Say so in the figure (e.g. "clipped at its 99th percentile")."""
+    if not 0.0 < q <= 1.0:
+        raise ValueError(f"q must be a quantile in (0, 1]; got {q!r}")
+    m = maps.detach().float()
+    flat = m.clamp(min=0).flatten(-2).reshape(-1, m.shape[-2] * m.shape[-1])
+    top = torch.stack([f[f > 0].quantile(q) if (f > 0).any() else f.new_zeros(()) for f in flat])
+    return torch.minimum(m, top.view(*m.shape[:-2], 1, 1))
 
 
 def _largest(m: torch.Tensor, signed: bool) -> float:
@@ -203,7 +215,9 @@ def map_table(images: Sequence[torch.Tensor] | torch.Tensor, maps: Sequence[Sequ
         return max((_largest(m, signed) for m in ms if m is not None), default=0.0) or 1.0
 
     every = peak([m for r in rows for m in r])
-    fig, axes = plt.subplots(len(rows), len(images), figsize=(size * len(images) + 0.9, size * len(rows) + 0.35),
+    aspect = images[0].shape[-2] / images[0].shape[-1]  # a 224 × 448 composite gets half-height rows
+    fig, axes = plt.subplots(len(rows), len(images),
+                             figsize=(size * len(images) + 0.9, size * aspect * len(rows) + 0.35),
                              squeeze=False)
     mappable = None
     for r, row in enumerate(rows):

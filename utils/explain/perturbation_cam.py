@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import (Precision, Target, check_images, check_positive_int, check_precision, forward_precision,
-                      inference_copy, model_state_preserved, resolve_target)
+from ._common import (Precision, Target, auto_batch_size, check_images, check_positive_int, check_precision,
+                      forward_precision, inference_copy, model_state_preserved, resolve_target)
 from ._layers import capture, find_gap_head, resolve_layer, spatial
 from ._tail import run_split, split_at
 from .cam import Resolution, check_resolution, upsample
@@ -129,12 +129,12 @@ def ablation_cam(model: nn.Module, images: torch.Tensor, target: Target = None, 
 
 
 def score_weights(model: nn.Module, images: torch.Tensor, target: Target = None, *,
-                  layer: nn.Module | str | None = None, batch_size: int = 64, precision: Precision = "float32"
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+                  layer: nn.Module | str | None = None, batch_size: int | None = None,
+                  precision: Precision = "float32") -> tuple[torch.Tensor, torch.Tensor]:
     """``(activations [N, K, h, w], weights [N, K])`` of Score-CAM: ``w = softmax_k(y_c(x ⊙ s(A_k)))``, each row
     summing to 1 (see :func:`score_cam` for the masks, the cost and ``precision``)."""
     images = check_images(model, images)
-    batch_size = check_positive_int("batch_size", batch_size)
+    batch_size = auto_batch_size(batch_size, images)
     precision = check_precision(precision)
     module, where, name = _layer(model, layer)
     size = tuple(images.shape[-2:])
@@ -171,12 +171,13 @@ def score_weights(model: nn.Module, images: torch.Tensor, target: Target = None,
 
 def score_cam(model: nn.Module, images: torch.Tensor, target: Target = None, *,
               layer: nn.Module | str | None = None, resolution: Resolution = "input",
-              batch_size: int = 64, precision: Precision = "float32") -> torch.Tensor:
+              batch_size: int | None = None, precision: Precision = "float32") -> torch.Tensor:
     """Score-CAM ``ReLU(Σ_k w_k A_k)``, ``w = softmax_k(y_c(x ⊙ s(A_k)))`` (Wang et al. 2020) → ``[N, H, W]``.
 
     ``s(A_k)``: the activation map upsampled to the image and scaled to [0, 1]. Cost: one forward pass, then ``K``
-    forward passes of the whole model per image, ``batch_size`` at a time; maps that are 0 everywhere all mask
-    the image to black, and share one pass. The weights alone: :func:`score_weights`.
+    forward passes of the whole model per image, ``batch_size`` at a time (default: as many masked images as fit
+    about 262,144 pixels, 5 at 224 px, :data:`utils.explain._common.PIXELS_PER_PASS`); maps that are 0 everywhere
+    all mask the image to black, and share one pass. The weights alone: :func:`score_weights`.
 
     ``precision="bfloat16"`` runs the ``K`` masked passes under bfloat16 autocast (see
     :func:`utils.explain._common.forward_precision`): about 3.5× faster where the hardware has bfloat16 (slower
