@@ -186,6 +186,11 @@ def test_map_table_scales_and_layout():
     shown = axes[3].images[1].get_array()  # row "a": divided by the row's largest magnitude (2)
     assert float(shown.max()) == pytest.approx(0.25) and float(axes[5].images[1].get_array().min()) == pytest.approx(-1)
     assert len(axes[6].images) == 1  # None: the image alone
+    column = map_table(imgs, [[small, small, small], [big, small, -big]], row_titles=["a", "b"], scale="column",
+                       signed=True)  # each image's maps on one scale: column 0 ÷ 2, column 1 ÷ 0.5
+    assert float(column.axes[0].images[1].get_array().max()) == pytest.approx(0.25)
+    assert float(column.axes[1].images[1].get_array().max()) == pytest.approx(1.0)
+    assert float(column.axes[5].images[1].get_array().min()) == pytest.approx(-1.0)
     cell = map_table(imgs, [[small, big, big]], row_titles=["a"], scale="cell")
     assert float(cell.axes[0].images[1].get_array().max()) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="scale must be"):

@@ -196,15 +196,16 @@ def map_table(images: Sequence[torch.Tensor] | torch.Tensor, maps: Sequence[Sequ
     over ``images[c]``, with one colour bar for the whole figure.
 
     ``scale`` says what a colour means: ``"cell"`` divides each map by its own largest magnitude, ``"row"`` by the
-    largest over its row (compare the maps of one row), ``"all"`` by the largest in the figure. ``signed`` maps use
+    largest over its row (compare the maps of one row), ``"column"`` by the largest over its column (compare the
+    maps of one image, e.g. its classes), ``"all"`` by the largest in the figure. ``signed`` maps use
     a diverging scale centred at 0 (``bwr``, -1 blue … +1 red); others clip negatives and use ``cmap`` on [0, 1].
     ``image_row``: a first row showing the images alone, titled so. ``cell_titles[r][c]`` goes above each overlay.
     Over the image, a map's opacity grows with its magnitude (``alpha`` at 1), so 0 is transparent; with
     ``underlay=False`` the maps are drawn opaque, without the image, and ``outlines`` (one ``[H, W]`` mask per
     column, e.g. the object's) are drawn as contours for orientation.
     """
-    if scale not in ("cell", "row", "all"):
-        raise ValueError(f"scale must be 'cell', 'row' or 'all'; got {scale!r}")
+    if scale not in ("cell", "row", "column", "all"):
+        raise ValueError(f"scale must be 'cell', 'row', 'column' or 'all'; got {scale!r}")
     if len(row_titles) != len(maps) or len({len(r) for r in maps}) > 1 or len(maps[0]) != len(images):
         raise ValueError("maps must be rows × columns with one column per image and one title per row")
     rows = ([[None] * len(images)] if image_row else []) + [list(r) for r in maps]
@@ -215,6 +216,7 @@ def map_table(images: Sequence[torch.Tensor] | torch.Tensor, maps: Sequence[Sequ
         return max((_largest(m, signed) for m in ms if m is not None), default=0.0) or 1.0
 
     every = peak([m for r in rows for m in r])
+    column_peaks = [peak([r[c] for r in rows]) for c in range(len(images))]
     aspect = images[0].shape[-2] / images[0].shape[-1]  # a 224 × 448 composite gets half-height rows
     fig, axes = plt.subplots(len(rows), len(images),
                              figsize=(size * len(images) + 0.9, size * aspect * len(rows) + 0.35),
@@ -227,7 +229,7 @@ def map_table(images: Sequence[torch.Tensor] | torch.Tensor, maps: Sequence[Sequ
             if underlay or m is None:
                 ax.imshow(image_to_numpy(images[c]), interpolation="nearest")
             if m is not None:
-                div = {"cell": peak([m]), "row": row_peak, "all": every}[scale]
+                div = {"cell": peak([m]), "row": row_peak, "column": column_peaks[c], "all": every}[scale]
                 shown = (m.detach().float().cpu() / div) if signed else (m.detach().float().cpu().clamp(min=0) / div)
                 opacity = (alpha * shown.abs().clamp(max=1)).numpy() if underlay else 1.0
                 mappable = ax.imshow(shown.numpy(), cmap="bwr" if signed else cmap, vmin=-1 if signed else 0, vmax=1,
@@ -245,7 +247,7 @@ def map_table(images: Sequence[torch.Tensor] | torch.Tensor, maps: Sequence[Sequ
         cax = fig.add_axes((1 - 0.55 / fig.get_figwidth(), 0.15, 0.12 / fig.get_figwidth(), 0.7))
         fig.colorbar(mappable, cax=cax).set_label(colorbar_label or {
             "cell": "each map ÷ its largest value", "row": "map ÷ largest value in its row",
-            "all": "map ÷ largest value in the figure"}[scale] + (" (signed)" if signed else ""), fontsize=7)
+            "column": "map ÷ largest value in its column", "all": "map ÷ largest value in the figure"}[scale] + (" (signed)" if signed else ""), fontsize=7)
         cax.tick_params(labelsize=6)
     return fig
 
