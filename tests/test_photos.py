@@ -204,7 +204,27 @@ def test_the_command_line_lists_and_explains(tmp_path, capsys):
     out = tmp_path / "sub" / "overlay.png"
     assert photos.main(["explain", "coffee", "--method", "cam", "--target", "espresso", "--out", str(out)]) == 0
     assert "wrote" in capsys.readouterr().out and Image.open(out).size[0] > 100
+    assert photos.main(["explain", str(_save(_scene((300, 200)), tmp_path / "mine.png")), "--method", "saliency",
+                        "--out", str(out)]) == 0
+    assert "(" + str(tmp_path / "mine.png") + "): saliency for class" in capsys.readouterr().out
     assert photos.main(["explain", "chelsea", "--target", "egyptian kat", "--out", str(out)]) == 2
     assert "closest: 'Egyptian cat'" in capsys.readouterr().err
     assert photos.main(["explain", "chelsea", "--method", "magic", "--out", str(out)]) == 2
     assert "unknown method 'magic'" in capsys.readouterr().err
+
+
+def test_the_own_photo_cell_does_nothing_without_a_photo_and_explains_one_given(net, tmp_path, capsys):
+    assert photos.own_photo(None) is None
+    assert capsys.readouterr().out.startswith("No photo of your own given (PHOTO = None): set PHOTO to the path")
+    path = _save(_scene((120, 80)), tmp_path / "mine.jpg")
+    image = photos.own_photo(path)
+    assert image.shape == (3, 224, 224)
+    with pytest.raises(ValueError, match="'upload' works on Colab; here give the path"):
+        photos.own_photo("upload")
+    for method in ("saliency", "occlusion", "cam", "gradcam"):
+        fig, text = photos.explanation_figure(net, image, method)
+        assert text.startswith(f"{method} for class ") and len(fig.axes) == 2  # the map and its colour bar
+    with pytest.raises(ValueError, match="unknown method 'lime'"):
+        photos.explanation_figure(net, image, "lime")
+    import matplotlib.pyplot as plt
+    plt.close("all")

@@ -11,7 +11,9 @@ A data source beside ``data`` (synthetic) and ``caltech``: it gives images *and*
 * :func:`photo` / :func:`photos` — the bundled photos by name (:data:`PHOTOS`: scikit-image's sample images),
   resized and centre-cropped to a square with antialiasing; :func:`composite` puts two side by side (the cat
   beside the espresso: one image, two classes, the picture Grad-CAM's paper opens with);
-  :func:`load_photo` reads a photo of your own from a path (any size or mode).
+  :func:`load_photo` reads a photo of your own from a path (any size or mode), :func:`own_photo` is the notebooks'
+  "your own photo" cell (a path, ``"upload"`` on Colab, or ``None``: it says so and the notebook goes on).
+* :func:`explanation_figure` — one method's map of one photo, drawn with its colour bar (the cell and the CLI).
 * :func:`top_classes` — the network's top-k classes and probabilities.
 
 Command line::
@@ -37,7 +39,8 @@ from torch import nn
 from .models import Normalize, atomic_write
 
 __all__ = ["NETWORKS", "PHOTOS", "load_network", "class_names", "class_index", "photo", "photos", "composite",
-           "load_photo", "top_classes", "PhotoError", "CAM_LAYER", "STAGE_LAYERS"]
+           "load_photo", "top_classes", "PhotoError", "CAM_LAYER", "STAGE_LAYERS", "METHODS", "explanation_figure",
+           "own_photo"]
 
 #: The networks :func:`load_network` knows: name → what it is.
 NETWORKS = {"efficientnet_lite0": "EfficientNet-Lite0, ImageNet, 4.65 M parameters (offline: the weights ship in a "
@@ -229,18 +232,25 @@ def _listing(model: nn.Module) -> str:
     return "\n".join(lines)
 
 
-def _explain(model: nn.Module, source: str, method: str, target: str | None, layer: str | None, out: Path) -> str:
+#: The methods :func:`explanation_figure` and the command line draw, and whether each map is signed.
+METHODS = {"saliency": False, "smoothgrad": False, "occlusion": True, "cam": True, "gradcam": False,
+           "gradcam_pp": False, "hirescam": False, "ablation_cam": False, "score_cam": False}
+
+
+def explanation_figure(model: nn.Module, image: torch.Tensor, method: str = "gradcam",
+                       target: str | int | None = None, layer: str | None = None):
+    """One method's map of one photo ``[3, H, W]`` over it, with its colour bar: ``(figure, text)``.
+
+    ``target``: a class name or index (default: the predicted class); ``layer``: for the CAM family (default: the
+    network's ``cam_layer``). Occlusion uses a 32-pixel patch every 16 pixels (one cell of the 7 × 7 grid at 224 px).
+    Gradient maps are drawn clipped at their 99th percentile (:func:`utils.viz.clip_quantile`), said in the bar.
+    """
     from . import explain
-    from .viz import overlay
-    import matplotlib
-    matplotlib.use("Agg")
+    from .viz import clip_quantile, overlay
     import matplotlib.pyplot as plt
 
-    methods = {"saliency": False, "smoothgrad": False, "occlusion": True, "cam": True, "gradcam": False,
-               "gradcam_pp": False, "hirescam": False, "ablation_cam": False, "score_cam": False}
-    if method not in methods:
-        raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(methods)}")
-    image = photo(source) if source in PHOTOS else load_photo(source)
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
     with torch.no_grad():
         logits = model(image[None])
     t = int(logits.argmax()) if target is None else class_index(target)
@@ -250,19 +260,60 @@ def _explain(model: nn.Module, source: str, method: str, target: str | None, lay
     if method == "occlusion":
         options.update(patch=32, stride=16)
     heatmap = getattr(explain, method)(model, image[None], target=t, **options)[0]
+    gradient = method in ("saliency", "smoothgrad")
+    if gradient:
+        heatmap = clip_quantile(heatmap)
     names = class_names()
     prob = float(logits.softmax(1)[0, t])
     fig, ax = plt.subplots(figsize=(5, 5))
-    shown = overlay(ax, image, heatmap, signed=methods[method],
-                    title=f"{method} for {names[t]!r} (p = {prob:.2f})")
+    shown = overlay(ax, image, heatmap, signed=METHODS[method], title=f"{method} for {names[t]!r} (p = {prob:.2f})")
     ax.axis("off")
     bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
-    bar.set_label("÷ its largest |value|" if methods[method] else "positive part ÷ its largest value")
+    bar.set_label("÷ its largest |value|" if METHODS[method] else
+                  "positive part ÷ its 99th percentile" if gradient else "positive part ÷ its largest value")
+    return fig, f"{method} for class {t} {names[t]!r} (p = {prob:.2f})"
+
+
+def own_photo(path: str | os.PathLike | None) -> torch.Tensor | None:
+    """The learner's own photo for a notebook's "your own photo" cell: ``None`` → says so in one line and returns
+    ``None`` (the notebook runs on unattended); ``"upload"`` on Colab → a file picker (``google.colab.files``);
+    otherwise a path, read by :func:`load_photo` (errors name the file)."""
+    if path is None:
+        print("No photo of your own given (PHOTO = None): set PHOTO to the path of an image file"
+              + (", or to 'upload'" if _on_colab() else "") + ", and run this cell again.")
+        return None
+    if str(path) == "upload":
+        if not _on_colab():
+            raise ValueError("PHOTO = 'upload' works on Colab; here give the path of an image file")
+        from google.colab import files  # type: ignore[import-not-found]
+        uploaded = files.upload()
+        if not uploaded:
+            print("No file uploaded.")
+            return None
+        name = next(iter(uploaded))
+        Path(name).write_bytes(uploaded[name])
+        path = name
+    return load_photo(path)
+
+
+def _on_colab() -> bool:
+    return "google.colab" in sys.modules
+
+
+def _explain(model: nn.Module, source: str, method: str, target: str | None, layer: str | None, out: Path) -> str:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+    image = photo(source) if source in PHOTOS else load_photo(source)
+    fig, text = explanation_figure(model, image, method, target, layer)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight", dpi=120)
     plt.close(fig)
     atomic_write(out, lambda f: f.write(buf.getvalue()))
-    return f"wrote {out}: {method} of {source} for class {t} {names[t]!r} (p = {prob:.2f})"
+    return f"wrote {out} ({source}): {text}"
 
 
 def main(argv: list[str] | None = None) -> int:
