@@ -1,7 +1,7 @@
 """Every explanation method refuses every unusable input with a ValueError/TypeError naming it and the fix.
 
 The matrix below is the input contract (docs/design.md, section 2) written out:
-each bad image tensor for each of the nine methods, then each method's options.
+each bad image tensor for each of the twelve methods, then each method's options.
 A bad input must fail *before* any work, with the message a learner can act on,
 never deep inside PyTorch and never by returning NaN or meaningless maps.
 """
@@ -10,9 +10,11 @@ import torch
 from torch import nn
 
 from utils.data import load_split
-from utils.explain import ablation_cam, cam, gradcam, gradcam_pp, hirescam, occlusion, saliency, score_cam, smoothgrad
+from utils.explain import (ablation_cam, cam, gradcam, gradcam_pp, guided_backprop, guided_gradcam, hirescam,
+                           integrated_gradients, occlusion, saliency, score_cam, smoothgrad)
 
-METHODS = [saliency, smoothgrad, occlusion, cam, gradcam, gradcam_pp, hirescam, ablation_cam, score_cam]
+METHODS = [saliency, smoothgrad, integrated_gradients, guided_backprop, guided_gradcam, occlusion, cam, gradcam,
+           gradcam_pp, hirescam, ablation_cam, score_cam]
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +84,28 @@ BAD_OPTIONS = [  # (method, options, exception, words)
     (smoothgrad, dict(batch_size=0), ValueError, "batch_size must be > 0"),
     (smoothgrad, dict(score="softmax"), ValueError, "score must be 'logit' or 'probability'"),
     (smoothgrad, dict(reduce="sum"), ValueError, "reduce must be 'max'"),
+    (integrated_gradients, dict(steps=0), ValueError, "steps must be > 0"),
+    (integrated_gradients, dict(steps=8.0), TypeError, "steps must be an int"),
+    (integrated_gradients, dict(rule="simpson"), ValueError, "rule must be one of riemann_right.*got 'simpson'"),
+    (integrated_gradients, dict(rule="riemann_trapezoid", steps=1), ValueError, "trapezoid rule needs steps >= 2"),
+    (integrated_gradients, dict(batch_size=0), ValueError, "batch_size must be > 0"),
+    (integrated_gradients, dict(baseline="white"), ValueError, "baseline must be 'black', 'blurred' or a tensor"),
+    (integrated_gradients, dict(baseline=0.0), TypeError, "baseline must be 'black', 'blurred' or a tensor.*float"),
+    (integrated_gradients, dict(baseline=torch.zeros(1, 3, 32, 32)), ValueError,
+     r"baseline has shape \[1, 3, 32, 32\]; it must match the images: \[1, 3, 64, 64\]$"),
+    (integrated_gradients, dict(baseline=torch.full((1, 3, 64, 64), float("nan"))), ValueError,
+     "baseline contains NaN"),
+    (integrated_gradients, dict(baseline=torch.full((1, 3, 64, 64), 2.0)), ValueError,
+     r"baseline must be in \[0, 1\] like the images"),
+    (integrated_gradients, dict(baseline=torch.zeros(1, 3, 64, 64, dtype=torch.float64)), ValueError,
+     "baseline is torch.float64.*baseline.to\\(images\\)"),
+    (integrated_gradients, dict(baseline="blurred", blur_sigma=0), ValueError, "blur_sigma must be > 0"),
+    (integrated_gradients, dict(baseline="blurred", blur_sigma="3"), TypeError, "blur_sigma must be a number"),
+    (guided_backprop, dict(others="ignore"), ValueError, "others must be 'error'.*or 'gradient'.*got 'ignore'"),
+    (guided_backprop, dict(reduce="sum"), ValueError, "reduce must be 'max'"),
+    (guided_gradcam, dict(layer="nope"), ValueError, "layer 'nope' not found"),
+    (guided_gradcam, dict(layer="pool"), ValueError, "1×1 output"),
+    (guided_gradcam, dict(others=None), ValueError, "others must be 'error'"),
     (occlusion, dict(patch=0), ValueError, "patch must be > 0"),
     (occlusion, dict(patch=80), ValueError, r"patch 80×80 is larger than the images \(64×64\)"),
     (occlusion, dict(patch=4.5), TypeError, "patch must be an int"),

@@ -221,7 +221,7 @@ def test_the_own_photo_cell_does_nothing_without_a_photo_and_explains_one_given(
     assert image.shape == (3, 224, 224)
     with pytest.raises(ValueError, match="'upload' works on Colab; here give the path"):
         photos.own_photo("upload")
-    for method in ("saliency", "occlusion", "cam", "gradcam"):
+    for method in ("saliency", "occlusion", "cam", "gradcam", "integrated_gradients", "guided_gradcam"):
         fig, text = photos.explanation_figure(net, image, method)
         assert text.startswith(f"{method} for class ") and len(fig.axes) == 2  # the map and its colour bar
     with pytest.raises(ValueError, match="unknown method 'lime'"):

@@ -217,6 +217,10 @@ def test_clip_quantile_caps_the_few_largest_values_for_display():
     c = clip_quantile(m, 0.9)
     assert float(c[0].max()) == 1.0 and torch.equal(c[0, 1:5], m[0, 1:5]) and torch.equal(c[1], m[1])
     assert clip_quantile(m[0]).shape == (10, 10)
+    s = torch.zeros(10, 10)
+    s[0, 0], s[0, 1], s[1:5] = 100.0, -80.0, torch.tensor([1.0, -1.0] * 5)  # signed: both outliers capped alike
+    cs = clip_quantile(s, 0.9, signed=True)
+    assert float(cs.max()) == 1.0 and float(cs.min()) == -1.0 and torch.equal(cs[1:5], s[1:5])
     with pytest.raises(ValueError, match=r"q must be a quantile in \(0, 1\]"):
         clip_quantile(m, 99)
 

@@ -28,6 +28,11 @@ Sections:
     defaults on both sides (what a user calls) and with a tuned setting (said in the row). The whole-network
     methods take tens of seconds a call, so this section runs one round after no warm-up (``--repeats`` sets the
     rounds of Grad-CAM only); about 6 minutes on 2 cores.
+  * ``attribution`` — Integrated Gradients ÷ Captum's ``IntegratedGradients`` (32 steps, the right Riemann rule,
+    the same path points per pass on both sides; target ≤ 0.7, issue 34), Guided Backprop ÷ Captum's
+    ``GuidedBackprop`` (≤ 1.0) and Guided Grad-CAM ÷ Captum's ``GuidedGradCam``, on the course model (32 images,
+    64 px) and on EfficientNet-Lite0 (one photo, 224 px; Captum on ``relu6_as_relu(net)``, so that it guides the
+    ReLU6 as ours does; on the network itself it guides nothing); IG also ÷ 32 forward+backward passes.
   * ``training`` — one camloss epoch ÷ one default epoch (same data, seed and
     device; target ≤ 1.10, issue 5): the penalty must not cost a second pass.
     Only the training steps are timed (``train`` records each epoch's seconds;
@@ -351,9 +356,71 @@ def bench_photos(repeats: int) -> list[Row]:
     ]
 
 
+def bench_attribution(repeats: int) -> list[Row]:
+    """The rows of Integrated Gradients, Guided Backprop and Guided Grad-CAM (see the module doc)."""
+    import warnings
+
+    import torch
+    from captum.attr import GuidedBackprop, GuidedGradCam, IntegratedGradients
+
+    from . import photos
+    from .explain import guided_backprop, guided_gradcam, integrated_gradients
+    from .explain._common import auto_batch_size
+    from .explain.guided import relu6_as_relu
+    from .models import load_shipped
+
+    model, _ = load_shipped()
+    net = photos.load_network()
+    cases = {"course model, 32 images at 64 px": (model, load_split("test_iid", 32).images, "features.11"),
+             "EfficientNet-Lite0, 1 photo at 224 px": (net, photos.photo("chelsea")[None], photos.CAM_LAYER)}
+    rows: list[Row] = []
+    for label, (m, x, layer) in cases.items():
+        with torch.no_grad():
+            target = m(x).argmax(1)
+        batch = auto_batch_size(None, x)  # path points per pass, ours and Captum's
+        theirs = relu6_as_relu(m)
+
+        def fwd_bwd(m=m, x=x, target=target) -> None:
+            xi = x.detach().requires_grad_(True)
+            torch.autograd.grad(m(xi).gather(1, target.view(-1, 1)).sum(), xi)
+
+        fns = {
+            "ig": lambda m=m, x=x, t=target, b=batch: integrated_gradients(m, x, t, steps=32, batch_size=b),
+            "captum_ig": lambda m=m, x=x, t=target, b=batch: IntegratedGradients(m).attribute(
+                x, target=t, n_steps=32, method="riemann_right", internal_batch_size=b),
+            "gb": lambda m=m, x=x, t=target: guided_backprop(m, x, t),
+            "captum_gb": lambda m=theirs, x=x, t=target: GuidedBackprop(m).attribute(
+                x.clone().requires_grad_(), target=t),
+            "ggc": lambda m=m, x=x, t=target, layer=layer: guided_gradcam(m, x, t, layer=layer),
+            "captum_ggc": lambda m=theirs, x=x, t=target, layer=layer: GuidedGradCam(
+                m, m.get_submodule(layer)).attribute(x.clone().requires_grad_(), target=t,
+                                                     interpolate_mode="bilinear"),
+            "fwd_bwd": fwd_bwd,
+        }
+        with warnings.catch_warnings():  # Captum warns that it sets hooks on ReLU modules
+            warnings.simplefilter("ignore")
+            for p in m.parameters():
+                p.requires_grad_(False)  # fwd_bwd: input gradients only, as every method computes them
+            times = _round_robin(fns, repeats if m is model else max(3, repeats // 2))
+            for p in m.parameters():
+                p.requires_grad_(True)
+
+        def r(a: str, b: str) -> float:
+            return statistics.median(u / v for u, v in zip(times[a], times[b]))
+        rows += [
+            (f"{label}: Integrated Gradients ÷ Captum (32 steps, {batch} points per pass)", f"{r('ig', 'captum_ig'):.2f}×",
+             _verdict(r("ig", "captum_ig"), 0.7)),
+            (f"{label}: Integrated Gradients ÷ 32 forward+backward", f"{r('ig', 'fwd_bwd') / 32:.2f}×", ""),
+            (f"{label}: Guided Backprop ÷ Captum GuidedBackprop", f"{r('gb', 'captum_gb'):.2f}×",
+             _verdict(r("gb", "captum_gb"), 1.0)),
+            (f"{label}: Guided Grad-CAM ÷ Captum GuidedGradCam", f"{r('ggc', 'captum_ggc'):.2f}×", ""),
+        ]
+    return rows
+
+
 SECTIONS: dict[str, Callable[[int], list[Row]]] = {"data": bench_data, "methods": bench_methods,
                                                    "training": bench_training, "perturbation": bench_perturbation_cams,
-                                                   "photos": bench_photos}
+                                                   "photos": bench_photos, "attribution": bench_attribution}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -233,8 +233,11 @@ def _listing(model: nn.Module) -> str:
 
 
 #: The methods :func:`explanation_figure` and the command line draw, and whether each map is signed.
-METHODS = {"saliency": False, "smoothgrad": False, "occlusion": True, "cam": True, "gradcam": False,
-           "gradcam_pp": False, "hirescam": False, "ablation_cam": False, "score_cam": False}
+METHODS = {"saliency": False, "smoothgrad": False, "integrated_gradients": True, "guided_backprop": False,
+           "guided_gradcam": False, "occlusion": True, "cam": True, "gradcam": False, "gradcam_pp": False,
+           "hirescam": False, "ablation_cam": False, "score_cam": False}
+#: Maps drawn clipped at their 99th percentile (a few pixels far above the rest).
+_GRADIENT_METHODS = ("saliency", "smoothgrad", "integrated_gradients", "guided_backprop", "guided_gradcam")
 
 
 def explanation_figure(model: nn.Module, image: torch.Tensor, method: str = "gradcam",
@@ -255,21 +258,22 @@ def explanation_figure(model: nn.Module, image: torch.Tensor, method: str = "gra
         logits = model(image[None])
     t = int(logits.argmax()) if target is None else class_index(target)
     options: dict[str, object] = {}
-    if method in ("gradcam", "gradcam_pp", "hirescam", "ablation_cam", "score_cam"):
+    if method in ("gradcam", "gradcam_pp", "hirescam", "ablation_cam", "score_cam", "guided_gradcam"):
         options["layer"] = layer or model.cam_layer
     if method == "occlusion":
         options.update(patch=32, stride=16)
     heatmap = getattr(explain, method)(model, image[None], target=t, **options)[0]
-    gradient = method in ("saliency", "smoothgrad")
+    gradient = method in _GRADIENT_METHODS
     if gradient:
-        heatmap = clip_quantile(heatmap)
+        heatmap = clip_quantile(heatmap, signed=METHODS[method])
     names = class_names()
     prob = float(logits.softmax(1)[0, t])
     fig, ax = plt.subplots(figsize=(5, 5))
     shown = overlay(ax, image, heatmap, signed=METHODS[method], title=f"{method} for {names[t]!r} (p = {prob:.2f})")
     ax.axis("off")
     bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
-    bar.set_label("÷ its largest |value|" if METHODS[method] else
+    bar.set_label("|value| ÷ its 99th percentile" if gradient and METHODS[method] else
+                  "÷ its largest |value|" if METHODS[method] else
                   "positive part ÷ its 99th percentile" if gradient else "positive part ÷ its largest value")
     return fig, f"{method} for class {t} {names[t]!r} (p = {prob:.2f})"
 

@@ -46,16 +46,19 @@ def to_display(heatmap: torch.Tensor, signed: bool = False) -> np.ndarray:
     return (m / peak if peak > 0 else m).numpy()
 
 
-def clip_quantile(maps: torch.Tensor, q: float = 0.99) -> torch.Tensor:
+def clip_quantile(maps: torch.Tensor, q: float = 0.99, signed: bool = False) -> torch.Tensor:
     """Each map of ``[N, H, W]`` (or one ``[H, W]``) with its positive values capped at their ``q``-quantile, for
     display: a gradient map of a real photo has a few pixels far above the rest, and divided by its largest value
-    the map is invisible but for those pixels. Say so in the figure (e.g. "clipped at its 99th percentile")."""
+    the map is invisible but for those pixels. Say so in the figure (e.g. "clipped at its 99th percentile").
+    ``signed=True`` (a signed map such as Integrated Gradients): ``|value|`` capped at the ``q``-quantile of the
+    non-zero ``|values|``, both signs alike."""
     if not 0.0 < q <= 1.0:
         raise ValueError(f"q must be a quantile in (0, 1]; got {q!r}")
     m = maps.detach().float()
-    flat = m.clamp(min=0).flatten(-2).reshape(-1, m.shape[-2] * m.shape[-1])
-    top = torch.stack([f[f > 0].quantile(q) if (f > 0).any() else f.new_zeros(()) for f in flat])
-    return torch.minimum(m, top.view(*m.shape[:-2], 1, 1))
+    size = (m.abs() if signed else m.clamp(min=0)).flatten(-2).reshape(-1, m.shape[-2] * m.shape[-1])
+    top = torch.stack([f[f > 0].quantile(q) if (f > 0).any() else f.new_zeros(()) for f in size])
+    top = top.view(*m.shape[:-2], 1, 1)
+    return torch.maximum(torch.minimum(m, top), -top) if signed else torch.minimum(m, top)
 
 
 def _largest(m: torch.Tensor, signed: bool) -> float:
