@@ -21,3 +21,15 @@ def smoothgrad_map(model, images, target, noise):
         (grad,) = torch.autograd.grad(score, x)
         total += grad.abs()
     return (total / len(noise)).amax(dim=1)
+
+
+def integrated_gradients_map(model, images, target, baseline, steps):
+    """(x − x') · (1/m) Σ_{k=1..m} ∂ logit_target/∂x at x' + (k/m)(x − x'), summed over the colour channels
+    (Sundararajan et al. 2017, eq. 3: the right Riemann sum)."""
+    total = torch.zeros_like(images)
+    for k in range(1, steps + 1):
+        x = (baseline + (k / steps) * (images - baseline)).detach().requires_grad_(True)
+        score = model(x)[torch.arange(len(x)), target].sum()
+        (grad,) = torch.autograd.grad(score, x)
+        total += grad
+    return (total / steps * (images - baseline)).sum(dim=1)

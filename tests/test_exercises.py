@@ -161,6 +161,65 @@ def test_smoothgrad_mistakes_get_their_own_message(name, cases):
     assert result.status == "wrong" and expected in result.message, result.message
 
 
+# ------------------------------------------------------------------ Integrated Gradients
+def _learner_ig(alphas=lambda m: [k / m for k in range(1, m + 1)], factor=True, average=True, reduce="sum",
+                target=None):
+    """A learner's Integrated Gradients, written independently of the checker, with one mistake per knob."""
+    def fn(model, images, t, baseline, steps):
+        t = t if target is None else target(model, images, t)
+        total = torch.zeros_like(images)
+        for a in alphas(steps):
+            x = (baseline + a * (images - baseline)).detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(model(x)[torch.arange(len(x)), t].sum(), x)
+            total += g
+        attr = (total / (steps if average else 1)) * ((images - baseline) if factor else 1)
+        return {"sum": attr.sum(1), "mean": attr.mean(1), "absmax": attr.abs().amax(1)}[reduce]
+    return fn
+
+
+INTEGRATED_MISTAKES = {
+    "no (x - x') factor": (_learner_ig(factor=False), "forgot the factor (x − x')"),
+    "left Riemann": (_learner_ig(alphas=lambda m: [k / m for k in range(m)]), "left Riemann sum"),
+    "linspace(0, 1, m)": (_learner_ig(alphas=lambda m: torch.linspace(0, 1, m).tolist()), "both ends included"),
+    "sum, not average": (_learner_ig(average=False), "without dividing by their number"),
+    "mean over channels": (_learner_ig(reduce="mean"), "mean over the colour channels"),
+    "max |.| over channels": (_learner_ig(reduce="absmax"), "max of |·| over the colour channels"),
+    "predicted class": (_learner_ig(target=lambda m, x, t: m(x).argmax(1)), "predicted class instead of `target`"),
+    "other class": (_learner_ig(target=lambda m, x, t: 1 - t), "explained the other class"),
+    "from x to the baseline": (_learner_ig(alphas=lambda m: [1 - k / m for k in range(1, m + 1)]),
+                               "walked from the images towards the baseline"),  # the left sum's points
+}
+
+
+def test_integrated_gradients_solution_is_accepted_and_matches_the_course_method():
+    assert X.check_integrated_gradients(S.integrated_gradients_map, verbose=False)
+    assert X.check_integrated_gradients(_learner_ig(), verbose=False)  # the test's own version, all knobs right
+    from utils.explain import integrated_gradients
+    case = X.default_cases(n=2)[0]
+    base = torch.full_like(case.images, 0.3)
+    ours = S.integrated_gradients_map(case.model, case.images, case.target, base, 16)
+    course, delta = integrated_gradients(case.model, case.images, case.target, baseline=base, steps=16,
+                                         return_delta=True)
+    assert torch.allclose(ours, course, rtol=1e-3, atol=1e-3 * float(course.abs().max()))  # course: folded copy
+
+
+@pytest.mark.parametrize("name", list(INTEGRATED_MISTAKES))
+def test_integrated_gradients_mistakes_get_their_own_message(name):
+    fn, expected = INTEGRATED_MISTAKES[name]
+    result = X.check_integrated_gradients(fn, verbose=False)
+    assert result.status == "wrong" and expected in result.message, result.message
+
+
+def test_every_integrated_gradients_mistake_message_is_distinct_and_each_mistake_differs_from_the_answer():
+    messages = [m.message for m in X.INTEGRATED_MISTAKES]
+    assert len(set(messages)) == len(messages)
+    from utils.exercises.saliency import _integrated_cases, _ig
+    for case in _integrated_cases(None):
+        right = _ig(case)
+        for m in X.INTEGRATED_MISTAKES:
+            assert not X.framework._close(m.compute(case), right), m.message
+
+
 # ------------------------------------------------------------------ occlusion
 O = _solutions("occlusion")
 

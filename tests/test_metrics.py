@@ -82,6 +82,24 @@ def test_randomisation_check_leaves_the_model_alone_and_walks_top_down():
     assert result == randomisation_check(model, x, cam)  # seeded: reproducible
 
 
+def test_randomisation_by_blocks_resets_each_block_whole_and_returns_the_maps():
+    torch.manual_seed(0)
+    model = OrcaLeopardNet().eval()
+    x = torch.rand(2, 3, 32, 32)
+    result, maps = randomisation_check(model, x, cam, layers=["classifier", "features.9", "features.4"],
+                                       return_maps=True)
+    assert [n for n, _ in result] == ["classifier", "features.9", "features.4"]
+    assert len(maps) == 4 and torch.equal(maps[0], cam(model, x, model(x).argmax(1)))
+    assert result[0] == randomisation_check(model, x, cam)[0]  # the first step is the same layer either way
+    assert abs(result[-1][1] - float(spearman(maps[0].abs(), maps[-1].abs()).mean())) < 1e-6
+    with pytest.raises(ValueError, match="layer 'features.99' not found.*top-level blocks: normalize, features"):
+        randomisation_check(model, x, cam, layers=["features.99"])
+    with pytest.raises(ValueError, match="'pool' has no parameters"):
+        randomisation_check(model, x, cam, layers=["pool"])
+    with pytest.raises(TypeError, match=r"layers=\['classifier'\]"):
+        randomisation_check(model, x, cam, layers="classifier")
+
+
 def test_a_method_blind_to_the_model_fails_the_sanity_check():
     """An 'explanation' that only looks at the image (an edge detector) stays perfectly correlated."""
     def edges(model, images, target):  # diagonal differences, padded back to [N, H, W]

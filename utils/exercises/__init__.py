@@ -35,8 +35,10 @@ from .framework import RTOL, Case, CheckResult, Mistake, check, default_cases
 from .gradcam import GRADCAM_MISTAKES, HIRESCAM_MISTAKES, check_gradcam, check_hirescam
 from .occlusion import (LARGEST_DROPS_MISTAKES, OCCLUSION_MISTAKES, check_largest_drops, check_occlusion,
                         check_occlusion_batched)
-from .saliency import SALIENCY_MISTAKES, SMOOTHGRAD_MISTAKES, check_saliency, check_smoothgrad
+from .saliency import (INTEGRATED_MISTAKES, SALIENCY_MISTAKES, SMOOTHGRAD_MISTAKES, check_integrated_gradients,
+                       check_saliency, check_smoothgrad)
 
-__all__ = ["CheckResult", "Case", "Mistake", "check", "check_saliency", "check_smoothgrad", "check_occlusion",
+__all__ = ["CheckResult", "Case", "Mistake", "check", "check_saliency", "check_smoothgrad",
+           "check_integrated_gradients", "check_occlusion",
            "check_occlusion_batched", "check_largest_drops", "check_cam", "check_logits_from_cams", "check_decision_map",
            "check_gradcam", "check_hirescam", "check_kernel", "check_penalty", "default_cases", "RTOL"]
