@@ -4,7 +4,8 @@ nbval skips widget output, so a slider that renders nothing, stacks figures or
 breaks with a new ipywidgets release would pass it. This test starts a real
 JupyterLab server, opens every course notebook in Debian's Chromium through
 Playwright, runs all cells, and then moves a slider of every explorer and
-checks that its figure changed and that it is the only one shown.
+checks that its figure changed and that it is the only one shown; in 01-04 it then picks the photos in the
+explorer's image dropdown and checks the same.
 
 Needs ``apt-get install chromium`` and ``pip install playwright`` (no browser
 download: Playwright drives ``/usr/bin/chromium``). Without them the test is
@@ -263,41 +264,63 @@ def run_notebook(page, lab: dict, name: str) -> None:
     assert all(p[:1] == "[" and p[1:-2].strip().isdigit() for p in prompts), f"{name}: not every cell ran: {prompts}"
 
 
-def check_explorers(page, name: str, shots: Path) -> int:
-    """Move the first slider of every explorer: its figure must change, stay single and raise nothing."""
-    n = page.locator(_EXPLORER).count()
+#: The last entry of the image dropdown of the explorers of 01-04 (utils.widgets.PHOTO_SET).
+PHOTO_SET = "photos (ImageNet network)"
+
+
+def _expect_new_figure(page, i: int, before: str, where: str, what: str, shot: Path) -> str:
+    """After ``what`` was done to explorer ``i``: its figure must change from ``before``, stay single and raise
+    nothing; returns the new figure's ``src``."""
+    explorer = page.locator(_EXPLORER).nth(i)
+    changed = f"""() => {{
+        const out = document.querySelectorAll({_EXPLORER!r})[{i}].querySelector('.widget-output');
+        const srcs = [...out.querySelectorAll('img')].map(e => e.src);
+        return out.innerText.includes({TRACEBACK!r}) || (srcs.length > 0 && srcs.join() !== {json.dumps(before)});
+    }}"""
+    try:
+        page.wait_for_function(changed, timeout=SLIDER_TIMEOUT_S * 1000, polling=250)
+    except Exception as err:  # playwright's TimeoutError: say what the learner would have seen
+        explorer.screenshot(path=str(shot))
+        raise AssertionError(f"{where}: {what} did not change the figure within {SLIDER_TIMEOUT_S} s") from err
+    page.wait_for_selector(_IDLE, timeout=120_000)
+    page.wait_for_timeout(300)  # let the output area settle, so stacked figures would show up
+    explorer.screenshot(path=str(shot))
+    errors = _explorer_errors(page, i)
+    assert not errors, f"{where}: {what} raised:\n{errors[0][-3000:]}"
+    after = _explorer_images(page, i)
+    assert len(after) == 1, f"{where}: {len(after)} figures after {what}, expected 1 (stacked?)"
+    assert after[0] != before, f"{where}: {what} left the figure unchanged"
+    return after[0]
+
+
+def check_explorers(page, name: str, shots: Path) -> tuple[int, int]:
+    """Move the first slider of every explorer, then pick the photos in its image dropdown where it has one: each
+    time its figure must change, stay single and raise nothing. Returns (explorers, explorers switched to photos)."""
+    n, switched = page.locator(_EXPLORER).count(), 0
     for i in range(n):
         explorer = page.locator(_EXPLORER).nth(i)
         explorer.scroll_into_view_if_needed()
         where = f"{name}, explorer {i + 1} of {n} (screenshots in {shots})"
+        stem = f"{Path(name).stem}-explorer{i + 1}"
         before = _explorer_images(page, i)
         assert len(before) == 1, f"{where}: {len(before)} figures before moving a slider, expected 1"
-        explorer.screenshot(path=str(shots / f"{Path(name).stem}-explorer{i + 1}-before.png"))
+        explorer.screenshot(path=str(shots / f"{stem}-before.png"))
         handles = explorer.locator(".widget-slider .noUi-handle")
         assert handles.count() > 0, f"{where}: no slider found"
         label = explorer.locator(".widget-slider .widget-label").first.inner_text()
         handles.first.focus()
         handles.first.press("ArrowRight")  # one step, as a learner's keyboard or a short drag does
-        changed = f"""() => {{
-            const out = document.querySelectorAll({_EXPLORER!r})[{i}].querySelector('.widget-output');
-            const srcs = [...out.querySelectorAll('img')].map(e => e.src);
-            return out.innerText.includes({TRACEBACK!r}) || (srcs.length > 0 && srcs.join() !== {json.dumps(before[0])});
-        }}"""
-        try:
-            page.wait_for_function(changed, timeout=SLIDER_TIMEOUT_S * 1000, polling=250)
-        except Exception as err:  # playwright's TimeoutError: say what the learner would have seen
-            explorer.screenshot(path=str(shots / f"{Path(name).stem}-explorer{i + 1}-after.png"))
-            raise AssertionError(f"{where}: moving slider {label!r} did not change the figure "
-                                 f"within {SLIDER_TIMEOUT_S} s") from err
-        page.wait_for_selector(_IDLE, timeout=120_000)
-        page.wait_for_timeout(300)  # let the output area settle, so stacked figures would show up
-        explorer.screenshot(path=str(shots / f"{Path(name).stem}-explorer{i + 1}-after.png"))
-        errors = _explorer_errors(page, i)
-        assert not errors, f"{where}: moving slider {label!r} raised:\n{errors[0][-3000:]}"
-        after = _explorer_images(page, i)
-        assert len(after) == 1, f"{where}: {len(after)} figures after moving slider {label!r}, expected 1 (stacked?)"
-        assert after[0] != before[0], f"{where}: moving slider {label!r} left the figure unchanged"
-    return n
+        after = _expect_new_figure(page, i, before[0], where, f"moving slider {label!r}", shots / f"{stem}-after.png")
+        selects = explorer.locator("select")  # ipywidgets writes an option's spaces as no-break spaces
+        options = [selects.nth(k).evaluate("s => [...s.options].map(o => o.text.replace(/\\u00a0/g, ' ').trim())")
+                   for k in range(selects.count())]
+        images = next((k for k, o in enumerate(options) if PHOTO_SET in o), None)
+        if images is not None:
+            selects.nth(images).select_option(index=options[images].index(PHOTO_SET))  # as a learner picks it
+            _expect_new_figure(page, i, after, where, f"choosing {PHOTO_SET!r} in the image dropdown",
+                               shots / f"{stem}-photos.png")
+            switched += 1
+    return n, switched
 
 
 def _expected_explorers(nb_path: Path) -> int:
@@ -312,8 +335,10 @@ def test_explorers_in_jupyterlab(page, lab, workdir, nb: Path):
     expected = _expected_explorers(nb)
     assert expected >= 1, f"{nb.name} builds no explorer; every course notebook has one"
     run_notebook(page, lab, nb.name)
-    found = check_explorers(page, nb.name, workdir / "shots")
+    found, switched = check_explorers(page, nb.name, workdir / "shots")
     assert found == expected, f"{nb.name}: {found} explorers rendered in JupyterLab, the notebook builds {expected}"
+    if nb.name[:2] in ("01", "02", "03", "04"):  # their explorers show the course's images or the photos
+        assert switched == found, f"{nb.name}: {found - switched} explorers have no {PHOTO_SET!r} in a dropdown"
 
 
 BROKEN = '''import utils.widgets as W

@@ -147,6 +147,41 @@ def test_cam_and_gradcam_explorers(model):
     assert titles(ui.figure)[1] == "HiResCAM @ features.6 for 'orca'"
 
 
+def test_every_explorer_switches_to_the_photos_and_back(model):
+    """The image dropdown's last entry: the bundled photos, explained by the ImageNet network with each method's
+    options carried over (occlusion's patch scaled to 224 px, Grad-CAM's layer to the network's stage)."""
+    from utils.widgets import PHOTO_SET, cam_explorer, conv_layers, gradcam_explorer, render_cam
+    ui = saliency_explorer(model)
+    assert ui.children[0].options[-1] == PHOTO_SET
+    ui.children[0].value = PHOTO_SET
+    assert titles(ui.figure)[0] == "chelsea: Egyptian cat 0.38"
+    assert titles(ui.figure)[1] == "saliency (clipped at p99)\nfor 'Egyptian cat' (p = 0.38)"
+    assert "EfficientNetLite0, 224 px" in titles(ui.figure)[2] and "no object mask" in titles(ui.figure)[2]
+    ui.children[1].value = 1  # the image slider picks the photo
+    assert titles(ui.figure)[0] == "coffee: espresso 0.94"
+    ui.children[2].value = "orca"  # ImageNet's 'killer whale'
+    assert titles(ui.figure)[1].startswith("saliency (clipped at p99)\nfor 'killer whale' (p = 0.00")
+    ui.children[0].value = "test_iid"
+    assert titles(ui.figure)[0].startswith("true") and "on the animal" in titles(ui.figure)[2]
+
+    ui = occlusion_explorer(model)
+    ui.children[3].value, ui.children[4].value = 16, 16  # patch, stride: 56 px at 224 px
+    ui.children[0].value = PHOTO_SET
+    assert titles(ui.figure)[1] == "occlusion 56px / 56px\nfor 'Egyptian cat' (p = 0.38)"
+    assert "17 forward passes" in titles(ui.figure)[2]  # 1 + 4×4
+    ui = cam_explorer(model)
+    ui.children[0].value = PHOTO_SET
+    assert titles(ui.figure)[1] == "CAM\nfor 'Egyptian cat' (p = 0.38)"
+    ui = gradcam_explorer(model)
+    ui.children[0].value = PHOTO_SET
+    assert titles(ui.figure)[1] == "Grad-CAM @ features.head\nfor 'Egyptian cat' (p = 0.38)"
+    ui.children[4].value = conv_layers(model)[0]
+    assert titles(ui.figure)[1] == "Grad-CAM @ features.stage3\nfor 'Egyptian cat' (p = 0.38)"
+    f = render_cam(model, PHOTO_SET, 4, method="Grad-CAM", layer="features.6")  # the second of four blocks
+    assert titles(f)[1].startswith("Grad-CAM @ features.stage5\nfor 'moped'")
+    plt.close("all")
+
+
 def test_save_macros_writes_latex_commands(tmp_path):
     from utils.viz import save_macros
     path = save_macros({"gapClosed": "41%", "acc": 0.41234, "n": 5, "name": "a_b"}, "numbers", tmp_path)
