@@ -39,16 +39,6 @@ def images():
     return load_split("test_swapped", 4).images
 
 
-@pytest.fixture(scope="module")
-def net():
-    return photos.load_network()
-
-
-@pytest.fixture(scope="module")
-def cat():
-    return photos.photo("chelsea")[None]
-
-
 @pytest.fixture(autouse=True)
 def _quiet_captum():
     with warnings.catch_warnings():  # Captum warns that it sets backward hooks on ReLU modules

@@ -12,11 +12,6 @@ from utils.explain import cam
 
 
 @pytest.fixture(scope="module")
-def net():
-    return photos.load_network()
-
-
-@pytest.fixture(scope="module")
 def cat_coffee():
     return photos.photos(["chelsea", "coffee"])
 

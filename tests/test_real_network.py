@@ -25,16 +25,6 @@ from utils.models import Normalize
 
 
 @pytest.fixture(scope="module")
-def net():
-    return photos.load_network()
-
-
-@pytest.fixture(scope="module")
-def cat():
-    return photos.photo("chelsea")[None]
-
-
-@pytest.fixture(scope="module")
 def targets():
     return [photos.class_index("Egyptian cat")]
 
