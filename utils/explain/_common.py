@@ -17,6 +17,7 @@ import math
 from typing import Iterator, Literal, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..models import evaluating
@@ -138,6 +139,18 @@ def auto_batch_size(batch_size: object, images: torch.Tensor) -> int:
     if batch_size is None:
         return max(1, PIXELS_PER_PASS // (images.shape[-2] * images.shape[-1]))
     return check_positive_int("batch_size", batch_size)
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float, radius: int) -> torch.Tensor:
+    """``images`` [N, C, H, W] under a separable Gaussian blur of σ pixels, kernel ±``radius``, reflected borders
+    (``radius`` < H and W). Occlusion's "blur" fill and Integrated Gradients' "blurred" baseline."""
+    x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    k = k / k.sum()
+    c = images.shape[1]
+    padded = F.pad(images, (radius, radius, radius, radius), mode="reflect")
+    out = F.conv2d(padded, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 @contextlib.contextmanager

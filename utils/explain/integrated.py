@@ -34,11 +34,10 @@ import math
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ._common import (Target, auto_batch_size, check_finite_number, check_images, check_positive_int,
-                      expects_unit_range, inference_copy, model_state_preserved, resolve_target)
+                      expects_unit_range, gaussian_blur, inference_copy, model_state_preserved, resolve_target)
 
 __all__ = ["integrated_gradients", "path_points", "RULES"]
 
@@ -66,17 +65,9 @@ def path_points(steps: int, rule: Rule = "riemann_right") -> tuple[torch.Tensor,
 
 
 def _blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """A separable Gaussian blur of σ pixels (kernel ±3σ, reflected borders, clipped to the image size)."""
+    """The "blurred" baseline: a Gaussian blur of σ pixels, kernel ±3σ clipped to the image size."""
     h, w = images.shape[-2:]
-    radius = max(1, min(int(math.ceil(3 * sigma)), h - 1, w - 1))
-    x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
-    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    c = images.shape[1]
-    out = F.pad(images, (radius, radius, 0, 0), mode="reflect")
-    out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    out = F.pad(out, (0, 0, radius, radius), mode="reflect")
-    return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    return gaussian_blur(images, sigma, max(1, min(int(math.ceil(3 * sigma)), h - 1, w - 1)))
 
 
 def make_baseline(model: nn.Module, images: torch.Tensor, baseline: object,

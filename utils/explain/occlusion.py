@@ -23,11 +23,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ._common import (Target, auto_batch_size, check_finite_number, check_images, check_positive_int,
-                      expects_unit_range, inference_copy, model_state_preserved, resolve_target)
+                      expects_unit_range, gaussian_blur, inference_copy, model_state_preserved, resolve_target)
 
 __all__ = ["occlusion", "count_windows", "fill_images"]
 
@@ -63,14 +62,7 @@ def fill_images(images: torch.Tensor, fill: Fill, patch: tuple[int, int] = (8, 8
             return images.mean((2, 3), keepdim=True).expand_as(images)
         if fill == "blur":
             sigma = max(patch) / 4
-            radius = math.ceil(2 * sigma)
-            x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
-            k = torch.exp(-0.5 * (x / sigma) ** 2)
-            k = k / k.sum()
-            c = images.shape[1]
-            padded = F.pad(images, (radius, radius, radius, radius), mode="reflect")
-            out = F.conv2d(padded, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-            return F.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+            return gaussian_blur(images, sigma, math.ceil(2 * sigma))
         raise ValueError(f"fill must be a number, 'mean' or 'blur'; got {fill!r}")
     if isinstance(fill, bool) or not isinstance(fill, (int, float)):
         raise TypeError(f"fill must be a number, 'mean' or 'blur'; got {type(fill).__name__}")
