@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
 import tarfile
 from pathlib import Path
@@ -118,6 +119,25 @@ def test_missing_data_message_names_download_and_fallback(tmp_path: Path) -> Non
     assert not caltech.is_available(tmp_path)
 
 
+def test_info_prints_the_counts_and_what_the_rule_moved(tree: Path, capsys) -> None:
+    with pytest.warns(UserWarning, match="124_9999.jpg"):
+        assert caltech.main(["info", "--root", str(tree)]) == 0
+    out = capsys.readouterr().out
+    assert f"{N_LEOPARD + N_ORCA} readable images" in out and "1 unreadable skipped" in out
+    rows = {line.split()[0]: line.split()[1:3] for line in out.splitlines() if line.split()[0] in caltech.SPLITS}
+    balanced = next(line for line in out.splitlines() if line.startswith("train, balanced")).split()[2:4]
+    with pytest.warns(UserWarning, match="124_9999.jpg"):
+        splits = {s: caltech.load_caltech_split(s, 32, tree, balance=False) for s in caltech.SPLITS}
+    for s, d in splits.items():
+        assert rows[s] == [str(int((d.labels == c).sum())) for c in (0, 1)]
+    assert balanced == [rows["train"][0]] * 2  # the leopards are the majority here
+    k = {c: round(0.15 * n) for c, n in ((0, N_LEOPARD), (1, N_ORCA))}
+    assert (f"moved {k[0] + k[1]} images into test_swapped" in out and f"the {k[0]} bluest-bordered leopards" in out
+            and f"the {k[1]} least blue orcas" in out)
+    assert caltech.main(["info", "--root", str(tree.parent / "absent")]) == 1
+    assert "python -m utils.caltech download" in capsys.readouterr().out
+
+
 def test_bad_split_and_fraction(tree: Path) -> None:
     with pytest.raises(ValueError, match="test_random.*synthetic"):
         caltech.load_caltech_split("test_random", 32, tree)
@@ -177,3 +197,28 @@ def test_training_runs_on_the_real_data_path(tree: Path, monkeypatch: pytest.Mon
         TrainConfig(strategy="oracle", dataset="caltech256")
     with pytest.raises(ValueError, match="has no split 'test_random'"):
         evaluate_splits(result.model, result.config, ("test_random",))
+
+
+def test_the_command_line_trains_on_the_photos_and_fails_first_without_them(tree: Path, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch,
+                                                                            capsys) -> None:
+    from utils import train as T
+    out = tmp_path / "models"
+    monkeypatch.setattr(caltech, "DEFAULT_ROOT", tmp_path / "nothing here")
+    with pytest.raises(SystemExit) as stop:
+        T.main(["camloss", "--dataset", "caltech256", "--out", str(out)])
+    assert stop.value.code == 2 and not out.exists()  # before any training or any file
+    assert "python -m utils.caltech download" in capsys.readouterr().err
+    for bad, says in ((["oracle"], "only the synthetic dataset"), (["default", "--n-train", "50"], "--n-train applies")):
+        with pytest.raises(SystemExit):
+            T.main([*bad, "--dataset", "caltech256", "--out", str(out)])
+        assert says in capsys.readouterr().err
+    monkeypatch.setattr(caltech, "DEFAULT_ROOT", tree)
+    with pytest.warns(UserWarning, match="124_9999.jpg"):
+        assert T.main(["camloss", "--dataset", "caltech256", "--epochs", "2", "--image-size", "32", "--batch-size",
+                       "8", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr()
+    assert "Caltech-256 photos" in printed.err and all(s in printed.out for s in caltech.SPLITS)
+    saved = json.loads((out / "camloss_seed0.json").read_text())
+    assert saved["config"]["dataset"] == "caltech256" and saved["config"]["image_size"] == 32
+    assert set(saved["accuracy"]) == set(caltech.SPLITS)

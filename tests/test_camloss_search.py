@@ -32,6 +32,8 @@ def test_runs_are_appended_then_skipped_and_summarised(tiny_variants, tmp_path, 
     assert [h["epoch"] for h in first["history"]] == [1, 2] and {"ce", "penalty", "val", "test_swapped"} <= set(
         first["history"][0])
     assert first["accuracy"]["test_swapped"] == first["history"][-1]["test_swapped"]
+    assert set(first["views"]) == {"test_shifted_swapped", "test_shifted_random"}  # the off-centre views, recorded
+    assert all(0 <= v <= 1 for v in first["views"].values())
     # a second call trains nothing; another arithmetic is another run
     assert S.run_search(["tiny-local-abs"], [3], results, log=said.append) == [] and "skipped" in said[-1]
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
@@ -99,6 +101,15 @@ def test_the_readme_table_is_the_scripts_output():
         "README's CAMLoss table is stale: paste the output of `python -m utils.camloss_search table`"
 
 
+def test_the_readme_off_centre_table_is_the_scripts_output(capsys):
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("<!-- off-centre-table -->\n```\n", 1)[1].split("```\n<!-- /off-centre-table -->", 1)[0]
+    assert S.main(["views"]) == 0
+    assert block.strip() == capsys.readouterr().out.strip() == S.off_centre_table().strip(), \
+        "README's off-centre table is stale: paste the output of `python -m utils.camloss_search views`"
+
+
 def test_every_recorded_run_is_its_variant_as_defined_now():
     """A variant's definition may not drift away from the runs recorded under its name (e.g. when the strategy's
     defaults change): every option is spelled out in VARIANTS."""
@@ -107,18 +118,38 @@ def test_every_recorded_run_is_its_variant_as_defined_now():
             (r["variant"], r["seed"])
 
 
-def test_recorded_rows_are_the_study_notebook_05_reads(tmp_path):
-    """Seeds 0-4 of default / camloss / oracle, both arithmetics, each with its per-epoch history; a missing run is an
-    error naming the command that records it."""
-    rows = S.recorded_rows()
+def _every_study_run_on_the_study_seeds(rows: list[dict]) -> set[str]:
+    """Each of STUDY_VARIANTS on exactly seeds 0-4 under each recorded arithmetic, native and portable among them."""
     assert {r["run"] for r in rows} == set(S.STUDY_VARIANTS)
     ariths = {r["arithmetic"] for r in rows}
     assert S.PORTABLE in ariths and any(a.startswith("native") for a in ariths)
     for label in S.STUDY_VARIANTS:
         for a in ariths:
-            mine = [r for r in rows if r["run"] == label and r["arithmetic"] == a]
-            assert [r["seed"] for r in mine] == list(S.STUDY_SEEDS)
-            assert all(len(r["history"]) == 10 and 0 <= r["test_swapped"] <= 1 for r in mine)
+            assert [r["seed"] for r in rows if r["run"] == label and r["arithmetic"] == a] == list(S.STUDY_SEEDS)
+    return ariths
+
+
+def test_the_off_centre_study_is_the_study_variants_with_their_views():
+    """results/off_centre.jsonl: seeds 0-4 of default / camloss / oracle as defined now, both arithmetics, every row
+    with both views (notebook 05's section 8 reads it); the search's file has no views, so its table refuses them."""
+    for r in S.read_results(S.OFF_CENTRE_FILE):
+        assert S.variant_config(r["variant"], r["seed"]).to_dict() == {**r["config"], "device": "cpu"}
+    rows = S.recorded_rows(results=S.OFF_CENTRE_FILE)
+    ariths = _every_study_run_on_the_study_seeds(rows)
+    assert all(0 <= r[v] <= 1 for r in rows for v in ("test_shifted_swapped", "test_shifted_random"))
+    table = S.mean_table(rows, ["test_swapped", "test_shifted_swapped"])
+    assert table.splitlines()[0].split() == ["test_swapped", "test_shifted_swapped"]
+    assert len(table.splitlines()) == 1 + len(S.STUDY_VARIANTS) * len(ariths)
+    with pytest.raises(ValueError, match="have no test_shifted_swapped.*record them again"):
+        S.mean_table(S.recorded_rows(), ["test_shifted_swapped"])
+
+
+def test_recorded_rows_are_the_study_notebook_05_reads(tmp_path):
+    """Seeds 0-4 of default / camloss / oracle, both arithmetics, each with its per-epoch history; a missing run is an
+    error naming the command that records it."""
+    rows = S.recorded_rows()
+    _every_study_run_on_the_study_seeds(rows)
+    assert all(len(r["history"]) == 10 and 0 <= r["test_swapped"] <= 1 for r in rows)
     # every recorded penalty is the camloss default's (|d|), for the models not trained on it too
     first = {r["run"]: r["history"][0]["penalty"] for r in rows if r["seed"] == 0 and r["arithmetic"] == S.PORTABLE}
     native = {r["run"]: r["history"][0]["penalty"] for r in rows if r["seed"] == 0 and r["arithmetic"] != S.PORTABLE}

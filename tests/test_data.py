@@ -100,6 +100,21 @@ def test_oracle_backgrounds_keep_the_same_animals():
     assert a.label == b.label and torch.equal(a.mask, b.mask)
 
 
+def test_off_centre_views_are_the_shifted_animals_on_other_backgrounds():
+    shifted = load_split("test_shifted", n=40, image_size=48)
+    swapped, rand = D.load_view("test_shifted_swapped", n=40, image_size=48), D.load_view("test_shifted_random", n=40,
+                                                                                          image_size=48)
+    assert (swapped.split, rand.split) == ("test_shifted_swapped", "test_shifted_random")
+    for view in (swapped, rand):  # the same animals, the same poses: only the background differs
+        assert torch.equal(view.masks, shifted.masks) and torch.equal(view.labels, shifted.labels)
+    assert torch.equal(shifted.backgrounds, shifted.labels)          # matched: sea (1) under orcas (1)
+    assert torch.equal(swapped.backgrounds, 1 - shifted.labels)      # swapped: every background misleads
+    agree = float((rand.backgrounds == rand.labels).float().mean())  # random: independent of the class
+    assert 0.25 < agree < 0.75
+    with pytest.raises(ValueError, match=r"unknown view 'test_swapped'.*test_shifted_swapped.*load_split"):
+        D.load_view("test_swapped")
+
+
 def test_dataset_protocol():
     ds = SyntheticOrcaLeopard("val", n=5, image_size=32)
     assert len(ds) == 5

@@ -40,7 +40,7 @@ image is skipped with a warning naming it.
 Command line::
 
     python -m utils.caltech download            # 1.2 GB; needs the network
-    python -m utils.caltech info                # counts per split and class
+    python -m utils.caltech info                # counts per split and class, and what the misleading rule moved
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ from .models import atomic_write
 
 __all__ = ["CATEGORIES", "SPLITS", "ARCHIVE_URL", "ARCHIVE_MD5", "DEFAULT_ROOT", "CaltechNotFound",
            "DownloadError", "find_categories", "is_available", "download", "border_blueness",
-           "assign_splits", "load_caltech_split"]
+           "assign_splits", "load_caltech_split", "split_info"]
 
 #: Folder name per class index (leopard = 0, orca = 1, as in ``utils.data``).
 CATEGORIES: tuple[str, str] = ("129.leopards-101", "124.killer-whale")
@@ -282,6 +282,20 @@ def _scan(root: str | os.PathLike | None) -> tuple[list[Path], list[int]]:
     return paths, labels
 
 
+def _read_all(root: str | os.PathLike | None) -> tuple[list[str], list[int], list[Image.Image], list[float]]:
+    """Every readable image under ``root``: names (``label/file``), labels, the RGB pictures and border blueness."""
+    paths, labels = _scan(root)
+    names, kept, pictures, blue = [], [], [], []
+    for p, label in zip(paths, labels):
+        im = _read_rgb(p)
+        if im is not None:
+            names.append(f"{label}/{p.name}")
+            kept.append(label)
+            pictures.append(im)
+            blue.append(border_blueness(_to_tensor(im, 64)))
+    return names, kept, pictures, blue
+
+
 def load_caltech_split(split: str, image_size: int = 192, root: str | os.PathLike | None = None, seed: int = 0,
                        swapped_fraction: float = 0.15, balance: bool = True) -> SplitData:
     """One split of the Caltech-256 orca/leopard data as :class:`~utils.data.SplitData` (``masks=None``).
@@ -295,19 +309,7 @@ def load_caltech_split(split: str, image_size: int = 192, root: str | os.PathLik
         raise ValueError(f"unknown Caltech split {split!r}; choose one of {', '.join(SPLITS)} "
                          f"(test_shifted and test_random exist only for the synthetic dataset)")
     image_size = _check_image_size(image_size)
-    paths, labels = _scan(root)
-    keep: list[int] = []
-    probe: list[torch.Tensor] = []
-    pictures: list[Image.Image] = []
-    for i, p in enumerate(paths):
-        im = _read_rgb(p)
-        if im is not None:
-            keep.append(i)
-            pictures.append(im)
-            probe.append(_to_tensor(im, 64))
-    names = [f"{labels[i]}/{paths[i].name}" for i in keep]
-    kept_labels = [labels[i] for i in keep]
-    blue = [border_blueness(t) for t in probe]
+    names, kept_labels, pictures, blue = _read_all(root)
     chosen = assign_splits(names, kept_labels, blue, seed, swapped_fraction)[split]
     images = torch.stack([_to_tensor(pictures[j], image_size) for j in chosen])
     y = torch.tensor([kept_labels[j] for j in chosen], dtype=torch.int64)
@@ -319,6 +321,31 @@ def load_caltech_split(split: str, image_size: int = 192, root: str | os.PathLik
                                 dtype=torch.int64)
         bg = torch.cat([bg, extra_bg])
     return SplitData(split=split, images=images, labels=y, masks=None, backgrounds=bg)
+
+
+def split_info(root: str | os.PathLike | None = None, seed: int = 0, swapped_fraction: float = 0.15) -> str:
+    """What ``python -m utils.caltech info`` prints: the readable images, each split's count per class (``train``
+    also after balancing) and what the misleading rule moved into ``test_swapped``."""
+    root = DEFAULT_ROOT if root is None else root
+    names, labels, _, blue = _read_all(root)
+    splits = assign_splits(names, labels, blue, seed, swapped_fraction)
+    count = lambda idx, c: sum(1 for j in idx if labels[j] == c)  # noqa: E731
+    per_class = [count(range(len(labels)), c) for c in (0, 1)]
+    skipped = len(_scan(root)[0]) - len(labels)
+    lines = [f"{len(labels)} readable images under {root}: leopard {per_class[0]}, orca {per_class[1]} "
+             f"({skipped} unreadable skipped; split seed {seed})", f"{'split':<24}{'leopard':>8}{'orca':>6}"]
+    for s in SPLITS:
+        lines.append(f"{s:<24}{count(splits[s], 0):>8}{count(splits[s], 1):>6}")
+        if s == "train":
+            big = max(count(splits[s], 0), count(splits[s], 1))
+            lines.append(f"{'train, balanced':<24}{big:>8}{big:>6}   (the minority topped up with augmented copies)")
+    moved = splits["test_swapped"]
+    blue_leopards = sum(1 for j in moved if labels[j] == 0 and blue[j] > 0)
+    land_orcas = sum(1 for j in moved if labels[j] == 1 and blue[j] <= 0)
+    lines.append(f"the misleading rule moved {len(moved)} images into test_swapped ({swapped_fraction:.0%} of each class): "
+                 f"the {count(moved, 0)} bluest-bordered leopards ({blue_leopards} with a blue border) and the "
+                 f"{count(moved, 1)} least blue orcas ({land_orcas} with a border that is not blue)")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -333,10 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             folders = download(args.root)
             print("ready:", *(f"{f} ({sum(1 for _ in f.iterdir())} files)" for f in folders), sep="\n  ")
         else:
-            for s in SPLITS:
-                d = load_caltech_split(s, 64, args.root, args.seed)
-                counts = torch.bincount(d.labels, minlength=2).tolist()
-                print(f"{s:<13} leopard {counts[0]:>4}  orca {counts[1]:>4}")
+            print(split_info(args.root, args.seed))
     except (CaltechNotFound, DownloadError, ValueError) as e:
         print(f"error: {e}")
         return 1

@@ -5,7 +5,9 @@ at the command line's configuration (2,000 synthetic images, 64 px) and appends 
 JSON line per finished run to a tracked results file: the variant and its full
 training config, the seed, the arithmetic it ran under, the per-epoch history
 (cross-entropy, penalty, accuracy on ``val`` and ``test_swapped``), the final
-accuracy on every split and the seconds it took. Runs already in the file (same
+accuracy on every split (``accuracy``) and on the off-centre views of
+:data:`utils.data.OFF_CENTRE_VIEWS` (``views``; runs recorded before 2026-12-01
+19:30 lack it) and the seconds it took. Runs already in the file (same
 variant config, seed and arithmetic) are skipped, so a search can stop and resume.
 
 Protocol: screen every variant on three sweep seeds (100-102); run the finalists
@@ -20,6 +22,13 @@ seeds 0-4, natively and under another CPU's arithmetic
     python -m utils.camloss_search run --variants local-abs-alt8 --seeds 0 1 2 3 4
     python -m utils.camloss_search summary [--seeds 0 1 2 3 4]
     python -m utils.camloss_search table                                   # the README's table
+
+The off-centre study (notebook 05, section 8) is the study variants on seeds 0-4 again, recorded with their views
+in their own file (``OFF_CENTRE_FILE``), natively and under the portable arithmetic::
+
+    python -m utils.camloss_search run --variants default-local10 local-abs-alt10 oracle-local10 --seeds 0 1 2 3 4 \
+        --results results/off_centre.jsonl
+    python -m utils.camloss_search views                                   # its table (README, notebook 05)
 
 No checkpoint is written: the results file is the evidence.
 """
@@ -37,14 +46,17 @@ from typing import Any, Iterable
 import torch
 
 from .experiment import mean_std
-from .train import TrainConfig, train
+from .train import TrainConfig, evaluate_views, train
 
 __all__ = ["VARIANTS", "RESULTS_FILE", "SWEEP_SEEDS", "STUDY_SEEDS", "SCREEN_SEEDS", "variant_config", "arithmetic", "run_search",
            "read_results", "summarise_results", "choose", "format_summary", "markdown_table", "STUDY_VARIANTS",
-           "recorded_rows", "PORTABLE", "LIVE_TOLERANCE", "check_live_run", "check_live_runs", "native", "seed_table"]
+           "recorded_rows", "OFF_CENTRE_FILE", "PORTABLE", "LIVE_TOLERANCE", "check_live_run", "check_live_runs", "native", "seed_table", "mean_table",
+           "OFF_CENTRE_COLUMNS", "off_centre_table"]
 
 #: The tracked results file (one JSON object per line, appended as runs finish).
 RESULTS_FILE = Path(__file__).resolve().parent.parent / "results" / "camloss_search.jsonl"
+#: The off-centre study: the study variants on the study seeds, every row with its ``views``.
+OFF_CENTRE_FILE = RESULTS_FILE.with_name("off_centre.jsonl")
 #: Seeds every variant is screened on; seeds the finalists run on and the rule chooses on; seeds the choice is
 #: then reported on (never used to choose).
 SCREEN_SEEDS = (100, 101, 102)
@@ -156,8 +168,9 @@ def run_search(variants: Iterable[str], seeds: Iterable[int], results: str | os.
                 continue
             start = time.perf_counter()
             result = train(cfg, progress=False)
+            seconds = round(time.perf_counter() - start, 1)  # the training and its evaluation, as before views
             row = {"variant": name, "seed": seed, "strategy": cfg.strategy, "arithmetic": here,
-                   "accuracy": result.accuracy, "seconds": round(time.perf_counter() - start, 1),
+                   "accuracy": result.accuracy, "views": evaluate_views(result.model, cfg), "seconds": seconds,
                    "history": result.history, "config": cfg.to_dict(),
                    "torch": torch.__version__, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
                    "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
@@ -199,8 +212,8 @@ def check_live_run(live: dict[str, Any], recorded: list[dict[str, Any]], toleran
 
 def recorded_rows(labels: dict[str, str] | None = None, seeds: Iterable[int] = STUDY_SEEDS, arith: str | None = None,
                   results: str | os.PathLike = RESULTS_FILE) -> list[dict[str, Any]]:
-    """Rows like :func:`utils.experiment.seed_study`'s (``run``, ``seed``, accuracy per split, ``history``, plus
-    ``arithmetic``) for each ``label → variant`` of ``labels`` (default ``STUDY_VARIANTS``) and seed, read from the
+    """Rows like :func:`utils.experiment.seed_study`'s (``run``, ``seed``, accuracy per split and per recorded view,
+    ``history``, plus ``arithmetic``) for each ``label → variant`` of ``labels`` (default ``STUDY_VARIANTS``) and seed, read from the
     results file. ``arith``: that arithmetic only (default: every one recorded). A missing run is an error that
     names the command which records it."""
     labels = STUDY_VARIANTS if labels is None else labels
@@ -215,11 +228,12 @@ def recorded_rows(labels: dict[str, str] | None = None, seeds: Iterable[int] = S
             missing = [sd for sd in seeds if (sd, a) not in got]
             if missing:
                 env = "" if a.startswith("native") else a + " "
+                where = "" if Path(results).resolve() == RESULTS_FILE else f" --results {results}"
                 raise ValueError(f"{results} has no run of {variant!r} at seed(s) {missing} under {a}; record them "
                                  f"with `{env}python -m utils.camloss_search run --variants {variant} --seeds "
-                                 f"{' '.join(map(str, missing))}`")
+                                 f"{' '.join(map(str, missing))}{where}`")
         out += [{"run": label, "seed": r["seed"], "arithmetic": r["arithmetic"], **r["accuracy"],
-                 "history": r["history"]} for r in sorted(mine, key=lambda r: (r["arithmetic"], r["seed"]))]
+                 **r.get("views", {}), "history": r["history"]} for r in sorted(mine, key=lambda r: (r["arithmetic"], r["seed"]))]
     return out
 
 
@@ -248,6 +262,39 @@ def seed_table(recorded: list[dict[str, Any]], split: str = "test_swapped") -> s
                                                               and r["arithmetic"] == a]))
         lines.append(f"{label:<10}{cells}")
     return "\n".join(lines)
+
+
+def mean_table(recorded: list[dict[str, Any]], splits: Iterable[str]) -> str:
+    """Mean ± std over the recorded seeds of each run on each of ``splits`` (a split or a recorded view): a line under
+    the native arithmetic, and one per other recorded arithmetic ("another CPU") below it."""
+    splits = list(splits)
+    home = native(recorded)
+    ariths = [home] + sorted({r["arithmetic"] for r in recorded} - {home})
+    width = max(16, *(len(s) + 2 for s in splits))
+    lines = [f"{'':<16}" + "".join(f"{s:>{width}}" for s in splits)]
+    for label in dict.fromkeys(r["run"] for r in recorded):
+        for a in ariths:
+            mine = [r for r in recorded if r["run"] == label and r["arithmetic"] == a]
+            missing = [s for s in splits if any(s not in r for r in mine)]
+            if missing:
+                raise ValueError(f"the recorded runs of {label!r} under {a} have no {', '.join(missing)}: they were "
+                                 f"recorded before it was; record them again (a new --results file)")
+            cells = "".join(f"{'{:.3f} ± {:.3f}'.format(*mean_std([r[s] for r in mine])):>{width}}" for s in splits)
+            lines.append(f"{label if a == home else '  another CPU':<16}{cells}")
+    return "\n".join(lines)
+
+
+#: The off-centre study's columns: split or view → what its images are (placement, background).
+OFF_CENTRE_COLUMNS = {"test_swapped": "centred, misleading", "test_shifted": "off-centre, matched",
+                      "test_shifted_swapped": "off-centre, misleading", "test_shifted_random": "off-centre, random"}
+
+
+def off_centre_table(results: str | os.PathLike = OFF_CENTRE_FILE) -> str:
+    """The off-centre study as notebook 05 and the README show it (``python -m utils.camloss_search views``): the
+    study runs' mean ± std over seeds 0-4 on :data:`OFF_CENTRE_COLUMNS`, each arithmetic, with a legend."""
+    legend = ";  ".join(f"{k}: {v}" for k, v in OFF_CENTRE_COLUMNS.items())
+    return (f"accuracy, mean ± std over seeds {STUDY_SEEDS[0]}-{STUDY_SEEDS[-1]} (0.5 = chance), from "
+            f"{Path(results).name}\n  {legend}\n\n" + mean_table(recorded_rows(results=results), OFF_CENTRE_COLUMNS))
 
 
 def check_live_runs(rows: list[dict[str, Any]], recorded: list[dict[str, Any]], labels: Iterable[str] | None = None,
@@ -354,10 +401,14 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--results", default=str(RESULTS_FILE))
     t = sub.add_parser("table", help="the README's markdown table of the search")
     t.add_argument("--results", default=str(RESULTS_FILE))
+    v = sub.add_parser("views", help="the off-centre study: the study runs on the off-centre views (README, 05)")
+    v.add_argument("--results", default=str(OFF_CENTRE_FILE))
     args = p.parse_args(argv)
     try:
         if args.command == "table":
             print(markdown_table(read_results(args.results)))
+        elif args.command == "views":
+            print(off_centre_table(args.results))
         elif args.command == "run":
             print(f"arithmetic: {arithmetic()}; appending to {args.results}", file=sys.stderr, flush=True)
             run_search(args.variants, args.seeds, args.results, log=lambda m: print(m, flush=True))

@@ -23,6 +23,13 @@ split            background                                  placement
 Because the background predicts the class in training, a plain classifier can
 take the shortcut; ``test_swapped`` shows whether it did.
 
+Two *views* put the animals of ``test_shifted`` (the same animals, the same
+off-centre poses) on other backgrounds (:data:`OFF_CENTRE_VIEWS`,
+:func:`load_view`): ``test_shifted_swapped`` (off-centre on the misleading
+background) and ``test_shifted_random`` (off-centre, background independent of
+the class). They ask what a model trained with a centre prior on centred
+animals does with an animal away from the centre.
+
 Quick start::
 
     from utils.data import load_split
@@ -46,7 +53,7 @@ from torch.utils.data import Dataset
 __all__ = [
     "CLASSES", "LEOPARD", "ORCA", "BACKGROUNDS", "LAND", "SEA", "SPLITS", "SPLIT_SIZES",
     "MIN_IMAGE_SIZE", "MAX_IMAGE_SIZE", "DEFAULT_IMAGE_SIZE", "Sample", "SplitData",
-    "SyntheticOrcaLeopard", "render_sample", "load_split",
+    "SyntheticOrcaLeopard", "render_sample", "load_split", "OFF_CENTRE_VIEWS", "load_view",
 ]
 
 CLASSES: tuple[str, ...] = ("leopard", "orca")
@@ -71,6 +78,11 @@ _SPLIT_RULES: dict[str, tuple[str, str]] = {
     "test_swapped": ("swapped", "centred"),
     "test_shifted": ("matched", "shifted"),
     "test_random": ("random", "centred"),
+}
+#: view → (split, backgrounds rule): the same images with the background rule overridden (``render_sample``).
+OFF_CENTRE_VIEWS: dict[str, tuple[str, str]] = {
+    "test_shifted_swapped": ("test_shifted", "swapped"),
+    "test_shifted_random": ("test_shifted", "random"),
 }
 # Stable ids mixed into the random seed; never renumber them (it changes every image).
 _SPLIT_IDS = {name: i for i, name in enumerate(SPLITS)}
@@ -476,6 +488,18 @@ def load_split(split: str, n: int | None = None, image_size: int = DEFAULT_IMAGE
     """The first ``n`` images of ``split`` (default: :data:`SPLIT_SIZES`) as stacked tensors; ``animal=False``: the
     same images with their animals removed (:func:`render_sample`)."""
     return SyntheticOrcaLeopard(split, n, image_size, seed, backgrounds, animal).to_tensors()
+
+
+def load_view(view: str, n: int | None = None, image_size: int = DEFAULT_IMAGE_SIZE, seed: int = 0) -> SplitData:
+    """A view of :data:`OFF_CENTRE_VIEWS` as stacked tensors: its split's images under its background rule
+    (``SplitData.split`` is the view's name)."""
+    if view not in OFF_CENTRE_VIEWS:
+        raise ValueError(f"unknown view {view!r}; choose one of {', '.join(OFF_CENTRE_VIEWS)} "
+                         f"(or a split: {', '.join(SPLITS)}, with load_split)")
+    split, rule = OFF_CENTRE_VIEWS[view]
+    data = load_split(split, n, image_size, seed, backgrounds=rule)
+    data.split = view
+    return data
 
 
 # --------------------------------------------------------------------------- CLI

@@ -46,14 +46,17 @@ import torch.nn.functional as F
 
 from . import caltech
 from . import camloss as cl
-from .data import DEFAULT_IMAGE_SIZE, SPLITS, SplitData, _check_image_size, load_split
+from .data import DEFAULT_IMAGE_SIZE, OFF_CENTRE_VIEWS, SPLITS, SplitData, _check_image_size, load_split
 from .progress import bar as progress_bar, report
 from .models import (OrcaLeopardNet, atomic_write, build_model, evaluating, load_checkpoint, local_kernels,
                      save_checkpoint, sha256_of)
 
 __all__ = ["Strategy", "STRATEGIES", "ARCHS", "TrainConfig", "TrainResult", "train", "evaluate", "evaluate_splits",
+           "evaluate_views", "view_data",
            "pick_device", "seed_everything", "load_or_train", "save_result", "DEFAULT_MODELS_DIR"]
 
+#: The image size ``python -m utils.train --dataset caltech256`` trains at: the original project's 192 px.
+CALTECH_IMAGE_SIZE = 192
 #: Where trained models live (git-ignored): ``data/models/<name>.pt`` and ``.json``.
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
 #: ``synthetic``: the embedded dataset (``utils.data``); ``caltech256``: the real photos (``utils.caltech``).
@@ -174,8 +177,9 @@ class TrainConfig:
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
         if self.dataset != "synthetic" and STRATEGIES[self.strategy].train_backgrounds is not None:
-            raise ValueError(f"strategy {self.strategy!r} redraws the training backgrounds, which only the "
-                             f"synthetic dataset can do; use dataset='synthetic'")
+            raise ValueError(f"strategy {self.strategy!r} redraws the training backgrounds independently of the "
+                             f"class, which only the synthetic dataset can do (a photo keeps the background it was "
+                             f"taken with); use dataset='synthetic'")
         if not isinstance(self.amp, bool):
             raise TypeError(f"amp must be True or False; got {type(self.amp).__name__}")
         object.__setattr__(self, "widths", tuple(self.widths))
@@ -256,12 +260,17 @@ def seed_everything(seed: int) -> None:
 
 @functools.lru_cache(maxsize=16)
 def _split(split: str, n: int, image_size: int, data_seed: int, backgrounds: str | None,
-           dataset: str = "synthetic") -> SplitData:
+           dataset: str = "synthetic", root: str | None = None) -> SplitData:
     # Cached per process: several trainings in one notebook or script share the drawn images.
-    # The tensors are shared, so treat them as read-only.
+    # The tensors are shared, so treat them as read-only. ``root``: where the photos were read (part of the key).
     if dataset == "caltech256":
-        return caltech.load_caltech_split(split, image_size, seed=data_seed)
+        return caltech.load_caltech_split(split, image_size, root, seed=data_seed)
     return load_split(split, n, image_size, data_seed, backgrounds)
+
+
+def _photos_root(dataset: str) -> str | None:
+    """The folder the photos of ``dataset`` are read from now (``utils.caltech.DEFAULT_ROOT``), for the cache key."""
+    return str(caltech.DEFAULT_ROOT) if dataset == "caltech256" else None
 
 
 def split_data(config: TrainConfig, split: str) -> SplitData:
@@ -270,8 +279,9 @@ def split_data(config: TrainConfig, split: str) -> SplitData:
         raise ValueError(f"dataset {config.dataset!r} has no split {split!r}; it has {', '.join(config.splits)}")
     if split == "train":
         return _split("train", config.n_train, config.image_size, config.data_seed,
-                      STRATEGIES[config.strategy].train_backgrounds, config.dataset)
-    return _split(split, config.n_eval, config.image_size, config.data_seed, None, config.dataset)
+                      STRATEGIES[config.strategy].train_backgrounds, config.dataset, _photos_root(config.dataset))
+    return _split(split, config.n_eval, config.image_size, config.data_seed, None, config.dataset,
+                  _photos_root(config.dataset))
 
 
 @torch.no_grad()
@@ -293,6 +303,28 @@ def evaluate_splits(model: torch.nn.Module, config: TrainConfig, splits: tuple[s
     for s in config.splits if splits is None else splits:
         d = split_data(config, s)
         out[s] = round(evaluate(model, d.images, d.labels), 4)
+    return out
+
+
+def view_data(config: TrainConfig, view: str) -> SplitData:
+    """The images of an off-centre view (:data:`utils.data.OFF_CENTRE_VIEWS`) as ``config`` evaluates them."""
+    if config.dataset != "synthetic":
+        raise ValueError(f"the off-centre views exist for the synthetic data only; dataset {config.dataset!r} has "
+                         f"none (use its splits: {', '.join(config.splits)})")
+    if view not in OFF_CENTRE_VIEWS:
+        raise ValueError(f"unknown view {view!r}; choose one of {', '.join(OFF_CENTRE_VIEWS)}")
+    split, rule = OFF_CENTRE_VIEWS[view]
+    return dataclasses.replace(_split(split, config.n_eval, config.image_size, config.data_seed, rule), split=view)
+
+
+def evaluate_views(model: torch.nn.Module, config: TrainConfig) -> dict[str, float]:
+    """Accuracy on each of :data:`utils.data.OFF_CENTRE_VIEWS` (``n_eval`` images; synthetic data only, else ``{}``)."""
+    if config.dataset != "synthetic":
+        return {}
+    out = {}
+    for view in OFF_CENTRE_VIEWS:
+        d = view_data(config, view)
+        out[view] = round(evaluate(model, d.images, d.labels), 4)
     return out
 
 
@@ -432,8 +464,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="course (3x3 convolutions in every block) or local (1x1 after the first); default: "
                              "the strategy's (" + ", ".join(
                             f"{k} {v.config_defaults.get('arch', 'course')}" for k, v in STRATEGIES.items()) + ")")
-    parser.add_argument("--image-size", type=int, default=d.image_size, help=f"pixels, 32-224 (default {d.image_size})")
-    parser.add_argument("--n-train", type=int, default=d.n_train, help=f"training images (default {d.n_train})")
+    parser.add_argument("--dataset", choices=list(DATASETS), default=d.dataset,
+                        help="synthetic (drawn here, offline; the default) or caltech256 (the real photos of the "
+                             "original project, after `python -m utils.caltech download`; not for the oracle)")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help=f"pixels, 32-224 (default {d.image_size}; caltech256: {CALTECH_IMAGE_SIZE}, the "
+                             f"original project's)")
+    parser.add_argument("--n-train", type=int, default=None,
+                        help=f"training images (default {d.n_train}; caltech256 trains on all of its split)")
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
@@ -456,16 +494,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         extra = {k: v for k, v in (("lam", args.lam), ("sigma", args.sigma), ("map", args.map),
                                    ("schedule", args.schedule), ("mass", args.mass)) if v is not None}
-        cfg = TrainConfig(strategy=args.strategy, seed=args.seed, epochs=args.epochs, image_size=args.image_size,
-                          n_train=args.n_train, batch_size=args.batch_size, lr=args.lr, device=args.device,
-                          extra=extra, arch=args.arch)
+        if args.dataset != "synthetic" and args.n_train is not None:
+            raise ValueError(f"--n-train applies to the synthetic data only; {args.dataset} trains on all of its "
+                             f"train split")
+        size = args.image_size or (CALTECH_IMAGE_SIZE if args.dataset == "caltech256" else d.image_size)
+        cfg = TrainConfig(strategy=args.strategy, seed=args.seed, epochs=args.epochs, image_size=size,
+                          n_train=args.n_train or d.n_train, batch_size=args.batch_size, lr=args.lr,
+                          device=args.device, extra=extra, arch=args.arch, dataset=args.dataset)
+        if cfg.dataset == "caltech256":
+            caltech.find_categories()  # offline or not downloaded: the way to get the photos, before any training
         out = _check_writable(Path(args.out))  # fail before training, not after
         device = pick_device(cfg.device)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, caltech.CaltechNotFound) as e:
         parser.error(str(e))
     options = "".join(f", {k}={v}" for k, v in cfg.extra.items())
+    data = "Caltech-256 photos" if cfg.dataset == "caltech256" else f"{cfg.n_train} synthetic images"
     print(f"training {cfg.strategy!r} (seed {cfg.seed}, {cfg.arch} architecture, {cfg.epochs} epochs, {cfg.image_size} px, "
-          f"{cfg.n_train} images{options}) on {device}", file=sys.stderr)
+          f"{data}{options}) on {device}", file=sys.stderr)
     result = train(cfg, progress=not args.quiet)
     pt, js = save_result(result, out, args.name)
     print(format_table(result.accuracy))
