@@ -34,7 +34,8 @@ Sections:
     64 px) and on EfficientNet-Lite0 (one photo, 224 px; Captum on ``relu6_as_relu(net)``, so that it guides the
     ReLU6 as ours does; on the network itself it guides nothing); IG also ÷ 32 forward+backward passes.
   * ``training`` — one camloss epoch ÷ one default epoch (same data, seed and
-    device; target ≤ 1.10, issue 5): the penalty must not cost a second pass.
+    device; target ≤ 1.10, issue 5): the penalty must not cost a second pass; and
+    one rrr epoch ÷ one default epoch (no target: RRR's penalty is a double backward, issue 36).
     Only the training steps are timed (``train`` records each epoch's seconds;
     evaluation is left out), two alternated runs per strategy, first epoch dropped,
     both strategies on the camloss strategy's architecture.
@@ -199,7 +200,8 @@ def bench_methods(repeats: int) -> list[Row]:
 
 
 def bench_training(repeats: int) -> list[Row]:
-    """One camloss epoch ÷ one default epoch, both on the camloss strategy's architecture; training steps only.
+    """One camloss (and one rrr) epoch ÷ one default epoch, all on the camloss strategy's architecture; training
+    steps only.
 
     ``train`` times each epoch. Under the alternating schedule camloss has cross-entropy epochs and
     penalty epochs, so each run times an equal number of both (epochs 2 … 2·repeats + 1; the first is a warm-up)
@@ -213,17 +215,21 @@ def bench_training(repeats: int) -> list[Row]:
         result = train(TrainConfig(strategy=strategy, arch=arch, epochs=2 * repeats + 1), progress=False)
         return [h["seconds"] for h in result.history[1:]]  # the first epoch is a warm-up
 
-    rounds = [(epochs("default"), epochs("camloss")) for _ in range(2)]  # alternated, against drift
-    default = statistics.mean(t for d, _ in rounds for t in d)
-    camloss = statistics.mean(t for _, c in rounds for t in c)
-    odd = statistics.mean(t for _, c in rounds for t in c[0::2])   # epochs 2, 4, …: index 1, 3, … (penalty-only
-    even = statistics.mean(t for _, c in rounds for t in c[1::2])  # when alternating), then cross-entropy epochs
+    rounds = [(epochs("default"), epochs("camloss"), epochs("rrr")) for _ in range(2)]  # alternated, against drift
+    default = statistics.mean(t for d, _, _ in rounds for t in d)
+    camloss = statistics.mean(t for _, c, _ in rounds for t in c)
+    rrr = statistics.mean(t for _, _, r in rounds for t in r)
+    odd = statistics.mean(t for _, c, _ in rounds for t in c[0::2])   # epochs 2, 4, …: index 1, 3, … (penalty-only
+    even = statistics.mean(t for _, c, _ in rounds for t in c[1::2])  # when alternating), then cross-entropy epochs
     ratio = camloss / default
     return [(f"default epoch (s, training steps, {arch} architecture)", f"{default:.2f}", ""),
             (f"camloss epoch (s, training steps, {arch} architecture)", f"{camloss:.2f}", ""),
             ("  of which epochs 2, 4, … / 3, 5, …", f"{odd:.2f} / {even:.2f}",
              "(alternate schedule: penalty-only / cross-entropy-only)"),
-            ("camloss epoch ÷ default epoch", f"{ratio:.2f}×", _verdict(ratio, 1.10))]
+            ("camloss epoch ÷ default epoch", f"{ratio:.2f}×", _verdict(ratio, 1.10)),
+            (f"rrr epoch (s, training steps, {arch} architecture)", f"{rrr:.2f}", ""),
+            ("rrr epoch ÷ default epoch", f"{rrr / default:.2f}×",
+             "(no target: double backpropagation, and the default's channels-last layout does not pay off there)")]
 
 
 def bench_perturbation_cams(repeats: int) -> list[Row]:

@@ -50,13 +50,15 @@ from .train import TrainConfig, evaluate_views, train
 
 __all__ = ["VARIANTS", "RESULTS_FILE", "SWEEP_SEEDS", "STUDY_SEEDS", "SCREEN_SEEDS", "variant_config", "arithmetic", "run_search",
            "read_results", "summarise_results", "choose", "format_summary", "markdown_table", "STUDY_VARIANTS",
-           "recorded_rows", "OFF_CENTRE_FILE", "PORTABLE", "LIVE_TOLERANCE", "check_live_run", "check_live_runs", "native", "seed_table", "mean_table",
+           "recorded_rows", "OFF_CENTRE_FILE", "RRR_FILE", "PORTABLE", "LIVE_TOLERANCE", "check_live_run", "check_live_runs", "native", "seed_table", "mean_table",
            "OFF_CENTRE_COLUMNS", "off_centre_table"]
 
 #: The tracked results file (one JSON object per line, appended as runs finish).
 RESULTS_FILE = Path(__file__).resolve().parent.parent / "results" / "camloss_search.jsonl"
 #: The off-centre study: the study variants on the study seeds, every row with its ``views``.
 OFF_CENTRE_FILE = RESULTS_FILE.with_name("off_centre.jsonl")
+#: Right for the Right Reasons (issue 36): its λ screened on ``SCREEN_SEEDS``, the pick on the study seeds.
+RRR_FILE = RESULTS_FILE.with_name("rrr.jsonl")
 #: Seeds every variant is screened on; seeds the finalists run on and the rule chooses on; seeds the choice is
 #: then reported on (never used to choose).
 SCREEN_SEEDS = (100, 101, 102)
@@ -94,6 +96,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "oracle-local8": ("oracle", dict(arch="local", epochs=8)),
     "default-local10": ("default", dict(arch="local", epochs=10)),
     "oracle-local10": ("oracle", dict(arch="local", epochs=10)),
+    # Right for the Right Reasons (issue 36) on the same network and length, λ swept (results/rrr.jsonl)
+    "rrr-local10-lam1": ("rrr", dict(arch="local", epochs=10, extra={"lam": 1.0})),
+    "rrr-local10-lam10": ("rrr", dict(arch="local", epochs=10, extra={"lam": 10.0})),
+    "rrr-local10-lam100": ("rrr", dict(arch="local", epochs=10, extra={"lam": 100.0})),
+    "rrr-local10-lam1000": ("rrr", dict(arch="local", epochs=10, extra={"lam": 1000.0})),
 }
 
 
@@ -329,20 +336,21 @@ def summarise_results(rows: list[dict[str, Any]], seeds: Iterable[int] | None = 
 MIN_VAL, MIN_TEST_RANDOM = 0.97, 0.95
 
 
-def choose(rows: list[dict[str, Any]], seeds: Iterable[int] = SWEEP_SEEDS, arith: str | None = None) -> str:
+def choose(rows: list[dict[str, Any]], seeds: Iterable[int] = SWEEP_SEEDS, arith: str | None = None,
+           strategy: str = "camloss") -> str:
     """The rule that picks the default formulation, on the sweep seeds only (never on the study seeds).
 
-    Among camloss variants run on every one of ``seeds`` (under ``arith``; default: native) whose validation
+    Among ``strategy``'s variants (camloss; rrr: its λ) run on every one of ``seeds`` (under ``arith``; default: native) whose validation
     accuracy stays ≥ ``MIN_VAL`` and ``test_random`` ≥ ``MIN_TEST_RANDOM`` on each seed, take the best
     ``mean − std`` of ``test_swapped``: the goal is a formulation that works on *every* seed, so its spread
     counts against it as much as its mean counts for it. Exact ties: fewer epochs, then the name.
     """
     seeds = sorted(int(s) for s in seeds)
-    summary = [s for s in summarise_results([r for r in rows if r["strategy"] == "camloss"], seeds)
+    summary = [s for s in summarise_results([r for r in rows if r["strategy"] == strategy], seeds)
                if s["seeds"] == seeds and (s["arithmetic"].startswith("native") if arith is None else s["arithmetic"] == arith)
                and s["min_val"] >= MIN_VAL and s["min_test_random"] >= MIN_TEST_RANDOM]
     if not summary:
-        raise ValueError(f"no camloss variant has run on all of seeds {seeds} and held val >= {MIN_VAL} and "
+        raise ValueError(f"no {strategy} variant has run on all of seeds {seeds} and held val >= {MIN_VAL} and "
                          f"test_random >= {MIN_TEST_RANDOM}; run `python -m utils.camloss_search run` first")
     epochs = {r["variant"]: r["config"]["epochs"] for r in rows}
     return min((-(s["mean"] - s["std"]), epochs[s["variant"]], s["variant"]) for s in summary)[2]
