@@ -144,6 +144,26 @@ def test_the_off_centre_study_is_the_study_variants_with_their_views():
         S.mean_table(S.recorded_rows(), ["test_shifted_swapped"])
 
 
+def test_rrr_lambda_is_screened_like_camloss_and_its_pick_is_the_default_and_is_reported():
+    """results/rrr.jsonl: every row its variant as defined now; choose_rrr picks λ on the screening seeds (no λ holds
+    the search's bars: the largest that keeps val ≥ 0.97); that λ is the rrr strategy's default; the pick ran on
+    seeds 0-4 under both arithmetics (never chosen there); the README's table is the script's output."""
+    rows = S.read_results(S.RRR_FILE)
+    for r in rows:
+        assert S.variant_config(r["variant"], r["seed"]).to_dict() == {**r["config"], "device": "cpu"}
+        assert r["strategy"] == "rrr" and r["config"]["dataset"] == "synthetic"
+    with pytest.raises(ValueError, match="no rrr variant"):
+        S.choose(rows, seeds=S.SCREEN_SEEDS, strategy="rrr")
+    pick = S.choose_rrr(rows)
+    assert T.STRATEGIES["rrr"].defaults["lam"] == S.VARIANTS[pick][1]["extra"]["lam"]
+    study = S.recorded_rows({"rrr": pick}, results=S.RRR_FILE)
+    assert {r["arithmetic"] for r in study} >= {S.PORTABLE} and len(study) == 2 * len(S.STUDY_SEEDS)
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("<!-- rrr-table -->\n```\n", 1)[1].split("```\n<!-- /rrr-table -->", 1)[0]
+    assert block.strip() == S.rrr_table().strip(), "README's RRR table is stale: paste `python -m utils.camloss_search rrr`"
+
+
 def test_recorded_rows_are_the_study_notebook_05_reads(tmp_path):
     """Seeds 0-4 of default / camloss / oracle, both arithmetics, each with its per-epoch history; a missing run is an
     error naming the command that records it."""

@@ -30,6 +30,14 @@ in their own file (``OFF_CENTRE_FILE``), natively and under the portable arithme
         --results results/off_centre.jsonl
     python -m utils.camloss_search views                                   # its table (README, notebook 05)
 
+Right for the Right Reasons (issue 36): its λ screened on the screening seeds, the pick (``choose_rrr``) on seeds
+0-4, natively and under the portable arithmetic, in ``RRR_FILE``::
+
+    python -m utils.camloss_search run --variants rrr-local10-lam1 rrr-local10-lam10 rrr-local10-lam100 \\
+        rrr-local10-lam1000 --seeds 100 101 102 --results results/rrr.jsonl
+    python -m utils.camloss_search run --variants rrr-local10-lam100 --seeds 0 1 2 3 4 --results results/rrr.jsonl
+    python -m utils.camloss_search rrr                                     # its table (README)
+
 No checkpoint is written: the results file is the evidence.
 """
 from __future__ import annotations
@@ -51,7 +59,7 @@ from .train import TrainConfig, evaluate_views, train
 __all__ = ["VARIANTS", "RESULTS_FILE", "SWEEP_SEEDS", "STUDY_SEEDS", "SCREEN_SEEDS", "variant_config", "arithmetic", "run_search",
            "read_results", "summarise_results", "choose", "format_summary", "markdown_table", "STUDY_VARIANTS",
            "recorded_rows", "OFF_CENTRE_FILE", "RRR_FILE", "PORTABLE", "LIVE_TOLERANCE", "check_live_run", "check_live_runs", "native", "seed_table", "mean_table",
-           "OFF_CENTRE_COLUMNS", "off_centre_table"]
+           "OFF_CENTRE_COLUMNS", "off_centre_table", "choose_rrr", "rrr_table"]
 
 #: The tracked results file (one JSON object per line, appended as runs finish).
 RESULTS_FILE = Path(__file__).resolve().parent.parent / "results" / "camloss_search.jsonl"
@@ -356,6 +364,52 @@ def choose(rows: list[dict[str, Any]], seeds: Iterable[int] = SWEEP_SEEDS, arith
     return min((-(s["mean"] - s["std"]), epochs[s["variant"]], s["variant"]) for s in summary)[2]
 
 
+def choose_rrr(rows: list[dict[str, Any]], seeds: Iterable[int] = SCREEN_SEEDS) -> str:
+    """RRR's λ, on the screening seeds: :func:`choose`'s rule; where no λ holds its bars (on the orcas none does:
+    small λ keep the shortcut, large ones break the task), the *strongest penalty that still learns the task*: the
+    largest λ whose validation accuracy stays ≥ ``MIN_VAL`` on every seed (natively)."""
+    try:
+        return choose(rows, seeds, strategy="rrr")
+    except ValueError:
+        pass
+    seeds = sorted(int(s) for s in seeds)
+    learns = [s["variant"] for s in summarise_results([r for r in rows if r["strategy"] == "rrr"], seeds)
+              if s["seeds"] == seeds and s["arithmetic"].startswith("native") and s["min_val"] >= MIN_VAL]
+    if not learns:
+        raise ValueError(f"no rrr variant has run on all of seeds {seeds} with val >= {MIN_VAL}; run "
+                         f"`python -m utils.camloss_search run --variants rrr-... --seeds {' '.join(map(str, seeds))} "
+                         f"--results {RRR_FILE.name}` first")
+    return max(learns, key=lambda v: VARIANTS[v][1]["extra"]["lam"])
+
+
+def rrr_table(rrr_results: str | os.PathLike = RRR_FILE, results: str | os.PathLike = RESULTS_FILE) -> str:
+    """RRR beside CAMLoss (``python -m utils.camloss_search rrr``; README, notebook 05): the λ screen on the
+    screening seeds (native), the pick, and the study seeds of default / camloss / rrr / oracle under every
+    recorded arithmetic, with the share of the default → oracle gap each method closes on ``test_swapped``."""
+    rows = read_results(rrr_results)
+    screen = [s for s in summarise_results(rows, SCREEN_SEEDS) if s["arithmetic"].startswith("native")]
+    screen.sort(key=lambda s: VARIANTS[s["variant"]][1]["extra"]["lam"])
+    lines = [f"RRR's λ on seeds {SCREEN_SEEDS[0]}-{SCREEN_SEEDS[-1]} ({Path(rrr_results).name}, native): "
+             f"test_swapped mean ± std, worst val, worst test_random"]
+    lines += [f"  λ {VARIANTS[s['variant']][1]['extra']['lam']:>6g}   {s['mean']:.3f} ± {s['std']:.3f}   "
+              f"val ≥ {s['min_val']:.3f}   test_random ≥ {s['min_test_random']:.3f}" for s in screen]
+    pick = choose_rrr(rows)
+    lines.append(f"pick ({choose_rrr.__name__}): {pick}\n")
+    study = recorded_rows(results=results) + recorded_rows({"rrr": pick}, results=rrr_results)
+    order = {"default": 0, "camloss": 1, "rrr": 2, "oracle": 3}
+    study.sort(key=lambda r: order[r["run"]])
+    lines.append(f"seeds {STUDY_SEEDS[0]}-{STUDY_SEEDS[-1]}, accuracy mean ± std (0.5 = chance on test_swapped and "
+                 f"test_random)")
+    lines.append(mean_table(study, ["val", "test_swapped", "test_random"]))
+    home = native(study)
+    m = {label: mean_std([r["test_swapped"] for r in study if r["run"] == label and r["arithmetic"] == home])[0]
+         for label in order}
+    gap = m["oracle"] - m["default"]
+    lines.append("share of the default → oracle gap on test_swapped closed (native): " + ", ".join(
+        f"{label} {(m[label] - m['default']) / gap:.0%}" for label in ("camloss", "rrr")))
+    return "\n".join(lines)
+
+
 def format_summary(summary: list[dict[str, Any]]) -> str:
     lines = [f"{'variant':<26}{'arithmetic':<22}{'seeds':<18}{'test_swapped':>15}  {'per seed':<36}"
              f"{'min val':>8}{'min rand':>9}{'s/run':>7}"]
@@ -411,12 +465,16 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--results", default=str(RESULTS_FILE))
     v = sub.add_parser("views", help="the off-centre study: the study runs on the off-centre views (README, 05)")
     v.add_argument("--results", default=str(OFF_CENTRE_FILE))
+    q = sub.add_parser("rrr", help="Right for the Right Reasons beside CAMLoss: its λ screen and the study seeds")
+    q.add_argument("--results", default=str(RRR_FILE))
     args = p.parse_args(argv)
     try:
         if args.command == "table":
             print(markdown_table(read_results(args.results)))
         elif args.command == "views":
             print(off_centre_table(args.results))
+        elif args.command == "rrr":
+            print(rrr_table(args.results))
         elif args.command == "run":
             print(f"arithmetic: {arithmetic()}; appending to {args.results}", file=sys.stderr, flush=True)
             run_search(args.variants, args.seeds, args.results, log=lambda m: print(m, flush=True))
