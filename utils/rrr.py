@@ -25,12 +25,19 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["input_gradients", "rrr_penalty", "rrr_loss", "check_annotation"]
+__all__ = ["input_gradients", "rrr_penalty", "rrr_loss", "check_annotation", "check_lam"]
 
 
 def _at_least_float32(t: torch.Tensor) -> torch.Tensor:
     """float32 under mixed precision (bfloat16 logits), float64 kept (the exact tests)."""
     return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
+def check_lam(lam: object) -> float:
+    """λ as a float, or a clear error: a number >= 0 (0 is plain cross-entropy)."""
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0:
+        raise ValueError(f"lam must be a number >= 0; got {lam!r}")
+    return float(lam)
 
 
 def check_annotation(images: torch.Tensor, annotation: torch.Tensor) -> torch.Tensor:
@@ -68,8 +75,7 @@ def rrr_penalty(grad: torch.Tensor, annotation: torch.Tensor) -> torch.Tensor:
 def rrr_loss(logits: torch.Tensor, grad: torch.Tensor, labels: torch.Tensor, annotation: torch.Tensor, *,
              lam: float = 10.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``CE + λ · mean_n penalty_n`` and both parts (detached 0-d tensors)."""
-    if not (isinstance(lam, (int, float)) and lam >= 0):
-        raise ValueError(f"lam must be a number >= 0; got {lam!r}")
+    check_lam(lam)
     ce = F.cross_entropy(_at_least_float32(logits), labels)
     pen = rrr_penalty(grad, annotation).mean()
     return ce + lam * pen, {"ce": ce.detach(), "penalty": pen.detach()}

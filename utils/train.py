@@ -29,7 +29,7 @@ Command line (writes ``<name>.pt`` and ``<name>.json`` and prints a table)::
     python -m utils.train oracle --seed 1 --epochs 8 --out /tmp/models
     python -m utils.train camloss --seed 0              # the search's formulation (local, |d|, alternate, 10 epochs)
     python -m utils.train default --seed 0 --arch local --epochs 10   # its comparison: the same network, no penalty
-    python -m utils.train rrr --seed 0 --lam 10                       # its published peer, with the masks
+    python -m utils.train rrr --seed 0                                # its published peer, with the masks (λ 100)
 """
 from __future__ import annotations
 
@@ -191,9 +191,7 @@ class TrainConfig:
             cl.check_options(extra["lam"], extra["sigma"], extra["map"], extra["schedule"], extra["mass"])
             extra["lam"], extra["sigma"] = float(extra["lam"]), float(extra["sigma"])
         if self.strategy == "rrr":
-            if isinstance(extra["lam"], bool) or not isinstance(extra["lam"], (int, float)) or not extra["lam"] >= 0:
-                raise ValueError(f"rrr: lam must be a number >= 0; got {extra['lam']!r}")
-            extra["lam"] = float(extra["lam"])
+            extra["lam"] = rrr.check_lam(extra["lam"])
         object.__setattr__(self, "extra", extra)
         for name in ("seed", "epochs", "batch_size", "n_train", "n_eval", "data_seed"):
             v = getattr(self, name)
