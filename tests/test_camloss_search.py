@@ -226,3 +226,43 @@ def test_check_live_runs_checks_only_the_recorded_runs():
     assert S.check_live_runs(rows, rec) == {"camloss": pytest.approx(0.01)}
     with pytest.raises(AssertionError, match="camloss, seed 0"):
         S.check_live_runs([{**rows[0], "test_swapped": 0.5}], rec)
+
+
+def _fake(variant: str, seed: int, val: float, test: float) -> dict:
+    return {"variant": variant, "seed": seed, "arithmetic": "native (AVX2)", "accuracy": {"val": val, "test": test}}
+
+
+def test_the_decoy_pick_learns_the_task_on_every_screening_seed_then_is_best_worst_case(monkeypatch):
+    monkeypatch.setattr(S, "VARIANTS", {f"decoy-frame-cnn-rrr-lam{k}": ("rrr", {}) for k in (1, 2, 3)})
+    rows = [_fake("decoy-frame-cnn-rrr-lam1", s, 0.99, t) for s, t in zip(S.SCREEN_SEEDS, (0.5, 0.6, 0.7))]
+    rows += [_fake("decoy-frame-cnn-rrr-lam2", s, 0.99, t) for s, t in zip(S.SCREEN_SEEDS, (0.9, 0.2, 0.9))]
+    rows += [_fake("decoy-frame-cnn-rrr-lam3", s, v, 0.95) for s, v in zip(S.SCREEN_SEEDS, (0.99, 0.5, 0.99))]
+    # lam3 has the best test but forgets the task on one seed; lam2's mean is higher than lam1's, its spread larger
+    assert S.choose_decoy(rows, "frame", "cnn", "rrr") == "decoy-frame-cnn-rrr-lam1"
+    with pytest.raises(ValueError, match="no rrr variant of decoy-frame-cnn.*--results results/decoy_digits.jsonl"):
+        S.choose_decoy(rows[:2], "frame", "cnn", "rrr")
+    assert S.summarise_decoys(rows, ["decoy-frame-cnn-rrr-lam1"], S.SCREEN_SEEDS)[0][1:] == pytest.approx(
+        (0.6, 0.1, 0.99))
+
+
+def test_decoy_digit_runs_are_their_variants_and_show_the_scenario_and_the_readme_table_is_current():
+    """results/decoy_digits.jsonl: every row its variant as defined now, on scikit-learn's digits; the frame protocol
+    has the two properties of the orca/leopard scenario (the default fails on random-label decoys, the control does
+    not), the authors' corner protocol does not for the CNN; the README's table is the script's output."""
+    rows = S.read_results(S.DECOY_FILE)
+    for r in rows:
+        assert S.variant_config(r["variant"], r["seed"]).to_dict() == {**r["config"], "device": "cpu"}
+        assert r["config"]["dataset"] == "decoy_digits" and set(r["accuracy"]) == {"train", "val", "test"}
+
+    def test_mean(variant: str) -> float:
+        found = S.summarise_decoys(rows, [variant], S.STUDY_SEEDS)
+        assert found, f"{variant} lacks seeds 0-4 in {S.DECOY_FILE.name}"
+        return found[0][1]
+
+    assert test_mean("decoy-frame-cnn-default") < 0.35 and test_mean("decoy-frame-cnn-oracle") > 0.9
+    assert test_mean("decoy-corner-cnn-default") > 0.9  # the CNN resists the authors' decoy
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("<!-- decoy-table -->\n```\n", 1)[1].split("```\n<!-- /decoy-table -->", 1)[0]
+    assert block.strip() == S.decoy_table().strip(), \
+        "README's decoy-digit table is stale: paste `python -m utils.camloss_search decoys`"

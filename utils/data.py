@@ -103,7 +103,10 @@ class SplitData:
     images: torch.Tensor       #: float32 ``[N, 3, H, W]`` in ``[0, 1]``
     labels: torch.Tensor       #: int64 ``[N]``
     masks: torch.Tensor | None  #: bool ``[N, H, W]``; ``None`` for data without masks (Caltech-256)
-    backgrounds: torch.Tensor  #: int64 ``[N]``
+    backgrounds: torch.Tensor  #: int64 ``[N]`` (decoy digits: the label the decoy encodes, −1 for none)
+    #: bool ``[N, H, W]``, True where the input must not matter, where the data knows it (decoy digits: the decoy
+    #: patch); ``None``: the background, ``~masks``, where masks exist (what RRR penalises, ``utils.rrr``)
+    annotation: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])

@@ -31,7 +31,7 @@ from typing import IO, Any, Callable, Iterator
 import torch
 from torch import nn
 
-__all__ = ["OrcaLeopardNet", "build_model", "save_checkpoint", "load_checkpoint", "CheckpointError", "evaluating",
+__all__ = ["OrcaLeopardNet", "DigitMLP", "build_model", "save_checkpoint", "load_checkpoint", "CheckpointError", "evaluating",
            "atomic_write", "sha256_of", "local_kernels", "load_shipped", "SHIPPED_DIR", "SHIPPED_DEFAULT",
            "SHIPPED_MODELS", "SHIPPED_ORACLE",
            "IMAGENET_MEAN", "IMAGENET_STD", "CHECKPOINT_FORMAT"]
@@ -169,6 +169,39 @@ class OrcaLeopardNet(nn.Module):
         return self.head(self.forward_features(images))
 
 
+class DigitMLP(nn.Module):
+    """The MLP of Right for the Right Reasons' DecoyMNIST experiment (Ross et al. 2017): the grey image flattened,
+    hidden layers of 50 and 30 ReLU units, a linear layer to the classes. It takes the course's images
+    (``[N, 3, H, W]`` in ``[0, 1]``) and reads their grey value (the channels' mean: decoy digits carry the same grey
+    in all three). It has no feature map, hence no CAM: the reproduction check of RRR, not a model CAMLoss can train."""
+
+    arch = "DigitMLP"
+
+    def __init__(self, pixels: int = 32 * 32, hidden: tuple[int, ...] = (50, 30), num_classes: int = 10):
+        super().__init__()
+        self.pixels, self.hidden, self.num_classes = int(pixels), tuple(int(h) for h in hidden), int(num_classes)
+        if self.pixels < 1 or not self.hidden or min(self.hidden) < 1 or self.num_classes < 2:
+            raise ValueError(f"DigitMLP needs pixels >= 1, hidden sizes >= 1 and num_classes >= 2; got {pixels}, "
+                             f"{hidden}, {num_classes}")
+        layers: list[nn.Module] = []
+        width = self.pixels
+        for h in self.hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        self.body = nn.Sequential(*layers)
+        self.classifier = nn.Linear(width, self.num_classes)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"arch": self.arch, "pixels": self.pixels, "hidden": list(self.hidden), "num_classes": self.num_classes}
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        grey = images.mean(1).flatten(1)
+        if grey.shape[1] != self.pixels:
+            raise ValueError(f"DigitMLP was built for {self.pixels} pixels; got images of {grey.shape[1]}")
+        return self.classifier(self.body(grey))
+
+
 @contextlib.contextmanager
 def evaluating(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode inside the block (batch norm uses its running statistics); the previous mode after it, even on error."""
@@ -180,12 +213,16 @@ def evaluating(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
-def build_model(config: dict[str, Any] | None = None) -> OrcaLeopardNet:
-    """A fresh model from a ``model.config`` dict (``None``: the default architecture)."""
+def build_model(config: dict[str, Any] | None = None) -> OrcaLeopardNet | DigitMLP:
+    """A fresh model from a ``model.config`` dict (``None``: the default architecture; ``DigitMLP``: decoy digits' MLP)."""
     config = dict(config or {"arch": OrcaLeopardNet.arch})
     arch = config.pop("arch", OrcaLeopardNet.arch)
+    if arch == DigitMLP.arch:
+        return DigitMLP(pixels=config.get("pixels", 32 * 32), hidden=tuple(config.get("hidden", (50, 30))),
+                        num_classes=config.get("num_classes", 10))
     if arch != OrcaLeopardNet.arch:
-        raise ValueError(f"unknown architecture {arch!r}; this course has only {OrcaLeopardNet.arch!r}")
+        raise ValueError(f"unknown architecture {arch!r}; this course has {OrcaLeopardNet.arch!r} and "
+                         f"{DigitMLP.arch!r}")
     kernels = config.get("kernel_sizes")
     return OrcaLeopardNet(widths=tuple(config.get("widths", (16, 32, 64, 128))),
                           num_classes=config.get("num_classes", 2),

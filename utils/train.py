@@ -23,6 +23,11 @@ Strategies differ only in their loss and in the training data's background rule:
   Same architecture and length as camloss; λ screened by ``python -m utils.camloss_search``
   (``results/rrr.jsonl``).
 
+Datasets (``TrainConfig.dataset``, ``--dataset``): ``synthetic`` (the default), ``caltech256`` (the original
+project's photos; no masks, so neither oracle nor rrr), and ``decoy_digits`` / ``decoy_mnist``: Right for the Right
+Reasons' decoy protocol (``utils.decoy_digits``; ten classes, 32 px), where the oracle trains on decoys of random
+labels, rrr's annotation is the decoy, and ``--arch mlp`` is the paper's MLP (no CAM, so not camloss).
+
 Command line (writes ``<name>.pt`` and ``<name>.json`` and prints a table)::
 
     python -m utils.train default --seed 0
@@ -30,6 +35,7 @@ Command line (writes ``<name>.pt`` and ``<name>.json`` and prints a table)::
     python -m utils.train camloss --seed 0              # the search's formulation (local, |d|, alternate, 10 epochs)
     python -m utils.train default --seed 0 --arch local --epochs 10   # its comparison: the same network, no penalty
     python -m utils.train rrr --seed 0                                # its published peer, with the masks (λ 100)
+    python -m utils.train default --dataset decoy_digits --arch mlp --epochs 30   # the paper's DecoyMNIST MLP
 """
 from __future__ import annotations
 
@@ -52,10 +58,11 @@ import torch.nn.functional as F
 
 from . import caltech
 from . import camloss as cl
+from . import decoy_digits as dd
 from . import rrr
 from .data import DEFAULT_IMAGE_SIZE, OFF_CENTRE_VIEWS, SPLITS, SplitData, _check_image_size, load_split
 from .progress import bar as progress_bar, report
-from .models import (OrcaLeopardNet, atomic_write, build_model, evaluating, load_checkpoint, local_kernels,
+from .models import (DigitMLP, OrcaLeopardNet, atomic_write, build_model, evaluating, load_checkpoint, local_kernels,
                      save_checkpoint, sha256_of)
 
 __all__ = ["Strategy", "STRATEGIES", "ARCHS", "TrainConfig", "TrainResult", "train", "evaluate", "evaluate_splits",
@@ -70,8 +77,13 @@ CALTECH_IMAGE_SIZE = 192
 RRR_LAM = 100.0
 #: Where trained models live (git-ignored): ``data/models/<name>.pt`` and ``.json``.
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
-#: ``synthetic``: the embedded dataset (``utils.data``); ``caltech256``: the real photos (``utils.caltech``).
-DATASETS: dict[str, tuple[str, ...]] = {"synthetic": SPLITS, "caltech256": caltech.SPLITS}
+#: ``synthetic``: the embedded dataset (``utils.data``); ``caltech256``: the real photos (``utils.caltech``);
+#: ``decoy_digits`` / ``decoy_mnist``: Right for the Right Reasons' decoy protocol on scikit-learn's bundled digits
+#: (offline) or on MNIST (after ``python -m utils.decoy_digits download``) (``utils.decoy_digits``).
+DATASETS: dict[str, tuple[str, ...]] = {"synthetic": SPLITS, "caltech256": caltech.SPLITS,
+                                        "decoy_digits": dd.SPLITS, "decoy_mnist": dd.SPLITS}
+#: decoy dataset → its source of digits (``utils.decoy_digits.SOURCES``)
+DECOY_DATASETS = {"decoy_digits": "digits", "decoy_mnist": "mnist"}
 
 #: ``(model, images, labels, options, annotation) -> (loss, logits, parts)``; ``options`` are the strategy's plus
 #: ``epoch`` (from 0); ``annotation`` is the batch's ``[N, H, W]`` region that must not matter where the strategy asks
@@ -83,6 +95,10 @@ LossFn = Callable[[OrcaLeopardNet, torch.Tensor, torch.Tensor, dict[str, Any], "
 
 def _cross_entropy(model: OrcaLeopardNet, images: torch.Tensor, labels: torch.Tensor, options: dict[str, Any],
                    annotation: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    if not isinstance(model, OrcaLeopardNet):  # decoy digits' MLP: no feature map, no CAM to record
+        logits = model(images)
+        loss = F.cross_entropy(logits, labels)
+        return loss, logits, {"ce": loss.detach()}
     logits, features = model.forward_with_features(images)
     loss = F.cross_entropy(logits, labels)
     with torch.no_grad():  # recorded, not trained on: the camloss default's penalty of this model's decision map
@@ -108,11 +124,12 @@ def _rrr(model: OrcaLeopardNet, images: torch.Tensor, labels: torch.Tensor, opti
 
 
 #: The architectures training can build: the course model (3×3 convolutions in every block, what notebooks
-#: 01-04 explain) and its receptive-field-limited variant (1×1 after the first block: a last-layer cell sees
-#: a 10-pixel patch at 64 px, so the centre prior of CAMLoss speaks about the centre of the *image*).
-ARCHS = ("course", "local")
+#: 01-04 explain), its receptive-field-limited variant (1×1 after the first block: a last-layer cell sees
+#: a 10-pixel patch at 64 px, so the centre prior of CAMLoss speaks about the centre of the *image*), and, for decoy
+#: digits only, the MLP of Ross et al.'s DecoyMNIST experiment (``utils.models.DigitMLP``: no CAM, so not camloss).
+ARCHS = ("course", "local", "mlp")
 #: Keys a saved config may lack because they were added later, with the value every such training used.
-LEGACY_CONFIG = {"arch": "course"}
+LEGACY_CONFIG: dict[str, Any] = {"arch": "course", "decoy": {}}
 LEGACY_OPTIONS = {"schedule": "joint", "mass": "squared"}
 #: Epochs when neither the strategy nor the caller sets them.
 DEFAULT_EPOCHS = 6
@@ -130,7 +147,8 @@ class Strategy:
     defaults: dict[str, Any] = field(default_factory=dict)
     #: the strategy's own defaults for ``TrainConfig`` fields left at ``None`` (``arch``, ``epochs``)
     config_defaults: dict[str, Any] = field(default_factory=dict)
-    #: ``"background"``: the loss gets each batch's region that must not matter, ``1 − object mask`` (needs masks)
+    #: ``"background"``: the loss gets each batch's region that must not matter: ``1 − object mask`` where masks
+    #: exist (synthetic), the decoy patch on decoy digits (``SplitData.annotation``); Caltech-256 has neither
     annotation: str | None = None
     #: train in channels-last memory (faster convolutions); off where it is slower, e.g. the double backward of
     #: rrr (measured on 2 cores, 64 images at 64 px: 0.74 s a step channels-last, 0.24 s contiguous)
@@ -166,10 +184,14 @@ class TrainConfig:
     data_seed: int = 0
     widths: tuple[int, ...] = (16, 32, 64, 128)
     device: str = "auto"
-    dataset: str = "synthetic"  #: or ``"caltech256"`` (all its images: ``n_train``/``n_eval`` do not apply)
+    dataset: str = "synthetic"  #: one of ``DATASETS``; ``caltech256``: all its images (``n_train``/``n_eval`` do not
+    #: apply); decoy digits: at most ``n_train`` training digits, every digit of ``val`` and ``test``, 32 px
     amp: bool = False           #: mixed precision (bfloat16 autocast) for the forward pass
     extra: dict[str, Any] = field(default_factory=dict)  # strategy options (camloss: lam, sigma, map, schedule, mass)
     arch: str | None = None     #: one of ``ARCHS``; ``None``: the strategy's, else ``"course"``
+    #: decoy digits' protocol (``utils.decoy_digits.DecoyProtocol`` fields ``patch``, ``step``, ``placement``);
+    #: ``{}``: the authors' (a 4×4 patch in a random corner, grey step 25)
+    decoy: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -208,13 +230,33 @@ class TrainConfig:
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]'; got {self.device!r}")
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
-        if self.dataset != "synthetic" and STRATEGIES[self.strategy].train_backgrounds is not None:
+        if self.dataset == "caltech256" and STRATEGIES[self.strategy].train_backgrounds is not None:
             raise ValueError(f"strategy {self.strategy!r} redraws the training backgrounds independently of the "
                              f"class, which only the synthetic dataset can do (a photo keeps the background it was "
                              f"taken with); use dataset='synthetic'")
-        if self.dataset != "synthetic" and STRATEGIES[self.strategy].annotation is not None:
+        if self.dataset == "caltech256" and STRATEGIES[self.strategy].annotation is not None:
             raise ValueError(f"strategy {self.strategy!r} needs object masks for its annotation (the background "
                              f"must not matter), and Caltech-256 has none; use dataset='synthetic'")
+        decoy = self.dataset in DECOY_DATASETS
+        if not isinstance(self.decoy, dict):
+            raise TypeError(f"decoy must be a dict of DecoyProtocol fields; got {type(self.decoy).__name__}")
+        if self.decoy and not decoy:
+            raise ValueError(f"decoy options apply to the decoy-digit datasets only ({', '.join(DECOY_DATASETS)}); "
+                             f"dataset {self.dataset!r} takes none")
+        if decoy:
+            try:
+                dd.DecoyProtocol(**self.decoy)
+            except TypeError as e:
+                raise ValueError(f"bad decoy option ({e}); the protocol takes patch, step and placement") from None
+            if self.image_size != dd.CANVAS:
+                raise ValueError(f"decoy digits are {dd.CANVAS} px; use image_size={dd.CANVAS} (got "
+                                 f"{self.image_size})")
+        if self.arch == "mlp" and not decoy:
+            raise ValueError(f"arch 'mlp' is decoy digits' reproduction model (Ross et al.'s MLP); use it with "
+                             f"dataset {' or '.join(repr(d) for d in DECOY_DATASETS)}")
+        if self.arch == "mlp" and self.strategy == "camloss":
+            raise ValueError("camloss penalises a class activation map, and the MLP (arch 'mlp') has none; use "
+                             "arch 'course' or 'local'")
         if not isinstance(self.amp, bool):
             raise TypeError(f"amp must be True or False; got {type(self.amp).__name__}")
         object.__setattr__(self, "widths", tuple(self.widths))
@@ -222,7 +264,19 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["widths"] = list(self.widths)
+        if not d["decoy"]:  # only decoy digits have a protocol: every other record keeps the form it had before
+            del d["decoy"]
         return d
+
+    @property
+    def decoy_protocol(self) -> "dd.DecoyProtocol | None":
+        """The decoy protocol of a decoy-digit dataset, else ``None``."""
+        return dd.DecoyProtocol(**self.decoy) if self.dataset in DECOY_DATASETS else None
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The class names of this config's dataset, in label order."""
+        return dd.CLASSES if self.dataset in DECOY_DATASETS else ("leopard", "orca")
 
     def same_model_as(self, other: dict[str, Any]) -> bool:
         """Whether a saved config (``to_dict`` form) describes the same training, device aside.
@@ -247,7 +301,12 @@ class TrainConfig:
     @property
     def model_config(self) -> dict[str, Any]:
         """What :func:`~utils.models.build_model` builds for this training."""
+        if self.arch == "mlp":
+            return {"arch": DigitMLP.arch, "pixels": self.image_size ** 2, "hidden": (50, 30),
+                    "num_classes": len(self.classes)}
         config: dict[str, Any] = {"arch": OrcaLeopardNet.arch, "widths": self.widths}
+        if len(self.classes) != 2:
+            config["num_classes"] = len(self.classes)
         if self.arch == "local":
             config["kernel_sizes"] = local_kernels(len(self.widths))
         return config
@@ -295,17 +354,23 @@ def seed_everything(seed: int) -> None:
 
 @functools.lru_cache(maxsize=16)
 def _split(split: str, n: int, image_size: int, data_seed: int, backgrounds: str | None,
-           dataset: str = "synthetic", root: str | None = None) -> SplitData:
+           dataset: str = "synthetic", root: str | None = None, decoy: "dd.DecoyProtocol | None" = None
+           ) -> SplitData:
     # Cached per process: several trainings in one notebook or script share the drawn images.
     # The tensors are shared, so treat them as read-only. ``root``: where the photos were read (part of the key).
+    if dataset in DECOY_DATASETS:  # the training split capped at n; "random" backgrounds: decoys of random labels
+        return dd.load_decoy_split(split, DECOY_DATASETS[dataset], decoy or dd.DecoyProtocol(), data_seed,
+                                   decoys=backgrounds,
+                                   n=n if split == "train" else None, root=root)
     if dataset == "caltech256":
         return caltech.load_caltech_split(split, image_size, root, seed=data_seed)
     return load_split(split, n, image_size, data_seed, backgrounds)
 
 
 def _photos_root(dataset: str) -> str | None:
-    """The folder the photos of ``dataset`` are read from now (``utils.caltech.DEFAULT_ROOT``), for the cache key."""
-    return str(caltech.DEFAULT_ROOT) if dataset == "caltech256" else None
+    """The folder the photos of ``dataset`` are read from now (``utils.caltech.DEFAULT_ROOT``,
+    ``utils.decoy_digits.MNIST_ROOT``), for the cache key."""
+    return {"caltech256": str(caltech.DEFAULT_ROOT), "decoy_mnist": str(dd.MNIST_ROOT)}.get(dataset)
 
 
 def split_data(config: TrainConfig, split: str) -> SplitData:
@@ -314,9 +379,10 @@ def split_data(config: TrainConfig, split: str) -> SplitData:
         raise ValueError(f"dataset {config.dataset!r} has no split {split!r}; it has {', '.join(config.splits)}")
     if split == "train":
         return _split("train", config.n_train, config.image_size, config.data_seed,
-                      STRATEGIES[config.strategy].train_backgrounds, config.dataset, _photos_root(config.dataset))
+                      STRATEGIES[config.strategy].train_backgrounds, config.dataset, _photos_root(config.dataset),
+                      config.decoy_protocol)
     return _split(split, config.n_eval, config.image_size, config.data_seed, None, config.dataset,
-                  _photos_root(config.dataset))
+                  _photos_root(config.dataset), config.decoy_protocol)
 
 
 @torch.no_grad()
@@ -384,8 +450,11 @@ def train(config: TrainConfig | None = None, progress: bool = True, **overrides:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.epochs * steps)
     order = torch.Generator().manual_seed(config.seed)
     images, labels = data.images.to(device, memory_format=layout), data.labels.to(device)
-    # the region that must not matter, for the strategies that ask for one: the background
-    annotation = (~data.masks).to(device) if strategy.annotation == "background" else None
+    # the region that must not matter, for the strategies that ask for one: the data's own (decoy digits: the
+    # patch), else the background, 1 − the object mask
+    annotation = None
+    if strategy.annotation == "background":
+        annotation = (data.annotation if data.annotation is not None else ~data.masks).to(device)
 
     history: list[dict[str, float]] = []
     name = f"{config.strategy} seed {config.seed}"
@@ -458,7 +527,7 @@ def save_result(result: TrainResult, out_dir: str | os.PathLike = DEFAULT_MODELS
     """Write ``<name>.pt`` (checkpoint with metadata) and ``<name>.json`` (accuracy per split, config, the .pt's SHA-256)."""
     out_dir = _check_writable(Path(out_dir))
     name = name or default_name(result.config)
-    meta = {"image_size": result.config.image_size, "classes": ["leopard", "orca"], **result.to_json(),
+    meta = {"image_size": result.config.image_size, "classes": list(result.config.classes), **result.to_json(),
             "arithmetic": arithmetic_record()}
     pt = save_checkpoint(result.model, out_dir / f"{name}.pt", meta)
     meta["checkpoint_sha256"] = sha256_of(pt)  # what `load_shipped` checks: the JSON vouches for the .pt beside it
@@ -504,13 +573,20 @@ def main(argv: list[str] | None = None) -> int:
                              "the strategy's (" + ", ".join(
                             f"{k} {v.config_defaults.get('arch', 'course')}" for k, v in STRATEGIES.items()) + ")")
     parser.add_argument("--dataset", choices=list(DATASETS), default=d.dataset,
-                        help="synthetic (drawn here, offline; the default) or caltech256 (the real photos of the "
-                             "original project, after `python -m utils.caltech download`; not for the oracle)")
+                        help="synthetic (drawn here, offline; the default), caltech256 (the real photos of the "
+                             "original project, after `python -m utils.caltech download`; not for the oracle), "
+                             "decoy_digits (Ross et al.'s decoy protocol on scikit-learn's digits, offline; the "
+                             "oracle trains on decoys of random labels, the control) or decoy_mnist (the same on MNIST, after `python -m "
+                             "utils.decoy_digits download`)")
     parser.add_argument("--image-size", type=int, default=None,
                         help=f"pixels, 32-224 (default {d.image_size}; caltech256: {CALTECH_IMAGE_SIZE}, the "
-                             f"original project's)")
+                             f"original project's; decoy digits: {dd.CANVAS}, their only size)")
     parser.add_argument("--n-train", type=int, default=None,
-                        help=f"training images (default {d.n_train}; caltech256 trains on all of its split)")
+                        help=f"training images (default {d.n_train}; decoy digits: at most this many; caltech256 "
+                             f"trains on all of its split)")
+    parser.add_argument("--decoy-patch", type=int, help="decoy digits: the patch's side in pixels (default 4)")
+    parser.add_argument("--decoy-step", type=int, help="decoy digits: the grey step between labels, of 255 "
+                                                       "(default 25)")
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
@@ -534,21 +610,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         extra = {k: v for k, v in (("lam", args.lam), ("sigma", args.sigma), ("map", args.map),
                                    ("schedule", args.schedule), ("mass", args.mass)) if v is not None}
-        if args.dataset != "synthetic" and args.n_train is not None:
+        if args.dataset == "caltech256" and args.n_train is not None:
             raise ValueError(f"--n-train applies to the synthetic data only; {args.dataset} trains on all of its "
                              f"train split")
-        size = args.image_size or (CALTECH_IMAGE_SIZE if args.dataset == "caltech256" else d.image_size)
+        size = args.image_size or {"caltech256": CALTECH_IMAGE_SIZE, "decoy_digits": dd.CANVAS,
+                                   "decoy_mnist": dd.CANVAS}.get(args.dataset, d.image_size)
+        decoy = {k: v for k, v in (("patch", args.decoy_patch), ("step", args.decoy_step)) if v is not None}
         cfg = TrainConfig(strategy=args.strategy, seed=args.seed, epochs=args.epochs, image_size=size,
                           n_train=args.n_train or d.n_train, batch_size=args.batch_size, lr=args.lr,
-                          device=args.device, extra=extra, arch=args.arch, dataset=args.dataset)
+                          device=args.device, extra=extra, arch=args.arch, dataset=args.dataset, decoy=decoy)
         if cfg.dataset == "caltech256":
             caltech.find_categories()  # offline or not downloaded: the way to get the photos, before any training
+        if cfg.dataset == "decoy_mnist":
+            dd.load_decoy_split("val", "mnist", n=1)  # likewise for MNIST
         out = _check_writable(Path(args.out))  # fail before training, not after
         device = pick_device(cfg.device)
-    except (ValueError, TypeError, caltech.CaltechNotFound) as e:
+    except (ValueError, TypeError, caltech.CaltechNotFound, dd.MNISTNotFound) as e:
         parser.error(str(e))
     options = "".join(f", {k}={v}" for k, v in cfg.extra.items())
-    data = "Caltech-256 photos" if cfg.dataset == "caltech256" else f"{cfg.n_train} synthetic images"
+    data = {"caltech256": "Caltech-256 photos", "decoy_digits": "decoy digits (scikit-learn's)",
+            "decoy_mnist": "decoy MNIST"}.get(cfg.dataset, f"{cfg.n_train} synthetic images")
     print(f"training {cfg.strategy!r} (seed {cfg.seed}, {cfg.arch} architecture, {cfg.epochs} epochs, {cfg.image_size} px, "
           f"{data}{options}) on {device}", file=sys.stderr)
     result = train(cfg, progress=not args.quiet)
