@@ -501,10 +501,11 @@ DECOY_STUDY = {"corner": {"mlp": ("default", "rrr", "oracle"), "cnn": ("default"
                "frame": {"mlp": ("default", "rrr", "oracle"), "cnn": ("default", "camloss", "rrr", "oracle")}}
 
 
-def decoy_table(results: str | os.PathLike = DECOY_FILE) -> str:
+def decoy_table(results: str | os.PathLike = DECOY_FILE, screen: bool = True) -> str:
     """Decoy digits (``python -m utils.camloss_search decoys``; README, notebook 05): for each protocol and network,
-    the screen of λ (and camloss's schedule) on the screening seeds, the picks, then val and test (random-label
-    decoys) mean ± std over the study seeds, beside the published DecoyMNIST numbers (theirs: MLP, MNIST)."""
+    the screen of λ (and camloss's schedule) on the screening seeds (``screen=False``: left out), the picks, then val
+    and test (random-label decoys) mean ± std over the study seeds, beside the published DecoyMNIST numbers (theirs:
+    MLP, MNIST)."""
     rows = read_results(results)
     lines = [f"decoy digits (scikit-learn's 8x8 digits at 24 px on a 32-px canvas), from {Path(results).name}; "
              f"test = random-label decoys, chance {DECOY_CHANCE}"]
@@ -514,10 +515,10 @@ def decoy_table(results: str | os.PathLike = DECOY_FILE) -> str:
             picks = {}
             for strategy in strategies:
                 names = _decoy_variants(protocol, net, strategy)
-                if len(names) > 1:
-                    screen = summarise_decoys(rows, names, SCREEN_SEEDS)
+                if len(names) > 1 and screen:
                     lines += [f"  screen {v}: test {m:.3f} ± {sd:.3f}, val ≥ {lo:.3f} (seeds "
-                              f"{SCREEN_SEEDS[0]}-{SCREEN_SEEDS[-1]})" for v, m, sd, lo in screen]
+                              f"{SCREEN_SEEDS[0]}-{SCREEN_SEEDS[-1]})"
+                              for v, m, sd, lo in summarise_decoys(rows, names, SCREEN_SEEDS)]
                 picks[strategy] = choose_decoy(rows, protocol, net, strategy)
             lines.append(f"  {net}: seeds {STUDY_SEEDS[0]}-{STUDY_SEEDS[-1]}, mean ± std")
             means = {}
