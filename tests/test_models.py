@@ -222,7 +222,8 @@ def test_the_shipped_oracle_is_the_default_but_for_its_backgrounds():
     assert oracle["accuracy"]["test_swapped"] >= 0.95 and default["accuracy"]["test_swapped"] <= 0.05
 
 
-@pytest.mark.parametrize("name", ["default_seed0", "oracle_seed0", "positive_cam_seed0", "positive_cam_course_joint_seed0"])
+@pytest.mark.parametrize("name", ["default_seed0", "oracle_seed0", "positive_cam_seed0", "positive_cam_course_joint_seed0",
+                                  "decoy_frame_camloss_seed0", "decoy_frame_rrr_seed0"])
 def test_every_shipped_model_is_what_its_command_trains(name, tmp_path, monkeypatch):
     """SHIPPED_MODELS' command, parsed by the training CLI, asks for exactly the training the checkpoint's JSON records
     (and the JSON vouches for the bytes), so the command in an error message or the README retrains that model."""

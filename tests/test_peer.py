@@ -73,6 +73,16 @@ def test_the_peers_are_the_recorded_picks_and_their_configs_are_the_recorded_one
         peer.epoch_seconds("decoy-frame-cnn-rrr-lam10")  # screened on seeds 100-102 only
 
 
+def test_the_shipped_peers_are_seed_0_of_the_recorded_picks():
+    v = peer.peer_variants()
+    rows = S.read_results(S.DECOY_FILE)
+    for label, (model, meta) in peer.load_peers().items():
+        cfg = peer.peer_config(v[label], 0)
+        assert cfg.same_model_as(meta["config"]), f"{label}: the shipped model is not seed 0 of {v[label]}"
+        recorded = [r["accuracy"]["test"] for r in rows if r["variant"] == v[label] and r["seed"] == 0]
+        assert abs(meta["accuracy"]["test"] - recorded[0]) < 0.05  # one thread here, two there: close, not equal
+
+
 def test_live_peers_train_once_then_are_read(tmp_path, monkeypatch):
     small = {"tiny": "decoy-frame-cnn-default"}
     real = peer.peer_config

@@ -60,6 +60,14 @@ SHIPPED_MODELS: dict[str, str] = {
     "positive_cam_course_joint_seed0": "OMP_NUM_THREADS=1 python -m utils.train camloss --map positive_cam --schedule "
                                        "joint --arch course --epochs 6 --seed 0 --out models "
                                        "--name positive_cam_course_joint_seed0",
+    # notebook 05, section 10: seed 0 of camloss's and rrr's picks on frame decoy digits (utils.peer.peer_variants,
+    # results/decoy_digits.jsonl): read, not trained, so the section trains nothing live (the rrr run takes a minute)
+    "decoy_frame_camloss_seed0": "OMP_NUM_THREADS=1 python -m utils.train camloss --dataset decoy_digits --decoy-patch 4 "
+                                 "--decoy-placement frame --arch course --widths 16 32 64 --epochs 20 --lam 3 --sigma 0.5 "
+                                 "--schedule joint --seed 0 --out models --name decoy_frame_camloss_seed0",
+    "decoy_frame_rrr_seed0": "OMP_NUM_THREADS=1 python -m utils.train rrr --dataset decoy_digits --decoy-patch 4 "
+                             "--decoy-placement frame --arch course --widths 16 32 64 --epochs 20 --lam 100 --seed 0 "
+                             "--out models --name decoy_frame_rrr_seed0",
 }
 
 

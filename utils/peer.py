@@ -25,10 +25,10 @@ from . import camloss as cl
 from . import rrr
 from .camloss_search import DECOY_FILE, STUDY_SEEDS, choose_decoy, read_results, variant_config
 from .explain.cam import upsample
-from .models import OrcaLeopardNet
+from .models import OrcaLeopardNet, load_shipped
 from .train import TrainConfig, load_or_train
 
-__all__ = ["PEER_PROTOCOL", "PEER_SUBDIR", "peer_variants", "peer_config", "train_peers", "decision_maps",
+__all__ = ["PEER_PROTOCOL", "PEER_SUBDIR", "SHIPPED_PEERS", "load_peers", "peer_variants", "peer_config", "train_peers", "decision_maps",
            "gradient_maps", "gradient_penalty", "share_on", "epoch_seconds"]
 
 #: The decoy protocol the section shows: the frame, where the CNN takes the shortcut and the control does not.
@@ -46,6 +46,17 @@ def peer_variants(results: str | os.PathLike = DECOY_FILE) -> dict[str, str]:
             "camloss": choose_decoy(rows, PEER_PROTOCOL, "cnn", "camloss"),
             "rrr": choose_decoy(rows, PEER_PROTOCOL, "cnn", "rrr"),
             "oracle": f"decoy-{PEER_PROTOCOL}-cnn-oracle"}
+
+
+#: label → the shipped model (``utils.models.SHIPPED_MODELS``, under ``models/``) of seed 0 of that pick, which notebook 05
+#: reads: every learner sees the same weights, and the section trains nothing live. A test keeps each one's config equal
+#: to its pick's recorded config.
+SHIPPED_PEERS = {"camloss": "decoy_frame_camloss_seed0", "rrr": "decoy_frame_rrr_seed0"}
+
+
+def load_peers(shipped: dict[str, str] = SHIPPED_PEERS) -> dict[str, tuple[OrcaLeopardNet, dict[str, Any]]]:
+    """label → ``(model, meta)`` of each shipped peer (SHA-256 checked by ``utils.models.load_shipped``)."""
+    return {label: load_shipped(name) for label, name in shipped.items()}
 
 
 def peer_config(variant: str, seed: int = 0, device: str = "cpu") -> TrainConfig:

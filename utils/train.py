@@ -587,6 +587,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decoy-patch", type=int, help="decoy digits: the patch's side in pixels (default 4)")
     parser.add_argument("--decoy-step", type=int, help="decoy digits: the grey step between labels, of 255 "
                                                        "(default 25)")
+    parser.add_argument("--decoy-placement", choices=dd.PLACEMENTS,
+                        help="decoy digits: corner (the authors', a random corner), fixed (the top left) or frame "
+                             "(a frame --decoy-patch pixels wide around the digit) (default corner)")
+    parser.add_argument("--widths", type=int, nargs="+", default=None,
+                        help=f"channels of the conv blocks, one per block (default {' '.join(map(str, d.widths))}; "
+                             f"the decoy study's CNN: 16 32 64)")
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
@@ -615,10 +621,12 @@ def main(argv: list[str] | None = None) -> int:
                              f"train split")
         size = args.image_size or {"caltech256": CALTECH_IMAGE_SIZE, "decoy_digits": dd.CANVAS,
                                    "decoy_mnist": dd.CANVAS}.get(args.dataset, d.image_size)
-        decoy = {k: v for k, v in (("patch", args.decoy_patch), ("step", args.decoy_step)) if v is not None}
+        decoy = {k: v for k, v in (("patch", args.decoy_patch), ("step", args.decoy_step),
+                                   ("placement", args.decoy_placement)) if v is not None}
         cfg = TrainConfig(strategy=args.strategy, seed=args.seed, epochs=args.epochs, image_size=size,
                           n_train=args.n_train or d.n_train, batch_size=args.batch_size, lr=args.lr,
-                          device=args.device, extra=extra, arch=args.arch, dataset=args.dataset, decoy=decoy)
+                          device=args.device, extra=extra, arch=args.arch, dataset=args.dataset, decoy=decoy,
+                          widths=tuple(args.widths) if args.widths else d.widths)
         if cfg.dataset == "caltech256":
             caltech.find_categories()  # offline or not downloaded: the way to get the photos, before any training
         if cfg.dataset == "decoy_mnist":
