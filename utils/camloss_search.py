@@ -482,13 +482,7 @@ def choose_decoy(rows: list[dict[str, Any]], protocol: str, net: str, strategy: 
     names = _decoy_variants(protocol, net, strategy)
     if len(names) == 1:
         return names[0]
-    scored = []
-    for v in names:
-        mine = {r["seed"]: r for r in rows if r["variant"] == v and r["seed"] in seeds
-                and r["arithmetic"].startswith("native")}
-        if sorted(mine) == seeds and min(r["accuracy"]["val"] for r in mine.values()) >= DECOY_MIN_VAL:
-            m, sd = mean_std([mine[sd_]["accuracy"]["test"] for sd_ in seeds])
-            scored.append((-(m - sd), v))
+    scored = [(-(m - sd), v) for v, m, sd, worst_val in summarise_decoys(rows, names, seeds) if worst_val >= DECOY_MIN_VAL]
     if not scored:
         raise ValueError(f"no {strategy} variant of decoy-{protocol}-{net} has run on all of seeds {seeds} with val >= "
                          f"{DECOY_MIN_VAL}; run `python -m utils.camloss_search run --variants "

@@ -14,6 +14,7 @@ slope is, the two things the methods constrain.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import statistics
 from pathlib import Path
@@ -61,8 +62,7 @@ def load_peers(shipped: dict[str, str] = SHIPPED_PEERS) -> dict[str, tuple[OrcaL
 
 def peer_config(variant: str, seed: int = 0, device: str = "cpu") -> TrainConfig:
     """The :class:`TrainConfig` of a recorded decoy variant (what the results file ran), on ``device``."""
-    cfg = variant_config(variant, seed)
-    return TrainConfig(**{**{k: getattr(cfg, k) for k in cfg.__dataclass_fields__}, "device": device})
+    return dataclasses.replace(variant_config(variant, seed), device=device)
 
 
 def train_peers(variants: dict[str, str], seed: int = 0, models_dir: str | os.PathLike | None = None,
