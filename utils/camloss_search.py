@@ -517,7 +517,7 @@ def decoy_table(results: str | os.PathLike = DECOY_FILE, screen: bool = True) ->
             lines.append(f"  {net}: seeds {STUDY_SEEDS[0]}-{STUDY_SEEDS[-1]}, mean ± std")
             means = {}
             for strategy, v in picks.items():
-                study = summarise_decoys(rows, [v], STUDY_SEEDS, need_all=True)
+                study = summarise_decoys(rows, [v], STUDY_SEEDS)
                 if not study:
                     raise ValueError(f"{results} lacks {v!r} on seeds {list(STUDY_SEEDS)}; record them with `python -m "
                                      f"utils.camloss_search run --variants {v} --seeds 0 1 2 3 4 --results "
@@ -537,8 +537,8 @@ def decoy_table(results: str | os.PathLike = DECOY_FILE, screen: bool = True) ->
     return "\n".join(lines)
 
 
-def summarise_decoys(rows: list[dict[str, Any]], variants: Iterable[str], seeds: Iterable[int],
-                     need_all: bool = False) -> list[tuple[str, float, float, float]]:
+def summarise_decoys(rows: list[dict[str, Any]], variants: Iterable[str], seeds: Iterable[int]
+                     ) -> list[tuple[str, float, float, float]]:
     """``(variant, test mean, test std, worst val)`` over ``seeds`` (native) for each variant run on all of them."""
     seeds = sorted(int(s) for s in seeds)
     out = []
