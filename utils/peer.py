@@ -39,10 +39,11 @@ PEER_PROTOCOL = "frame"
 PEER_SUBDIR = Path("study") / "peer"
 
 
-def peer_variants(results: str | os.PathLike = DECOY_FILE) -> dict[str, str]:
+def peer_variants(rows: list[dict[str, Any]] | None = None) -> dict[str, str]:
     """label → recorded variant of the CNN on ``PEER_PROTOCOL``: the default, camloss's and rrr's picks
-    (``choose_decoy``, on the screening seeds) and the control."""
-    rows = read_results(results)
+    (``choose_decoy``, on the screening seeds) and the control. ``rows``: the decoy runs
+    (``read_results(DECOY_FILE)``, read here when not given)."""
+    rows = read_results(DECOY_FILE) if rows is None else rows
     return {"default": f"decoy-{PEER_PROTOCOL}-cnn-default",
             "camloss": choose_decoy(rows, PEER_PROTOCOL, "cnn", "camloss"),
             "rrr": choose_decoy(rows, PEER_PROTOCOL, "cnn", "rrr"),
@@ -115,13 +116,16 @@ def share_on(maps: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
     return (m * region).sum((1, 2)) / m.sum((1, 2)).clamp(min=1e-12)
 
 
-def epoch_seconds(variant: str, results: str | os.PathLike = DECOY_FILE) -> float:
+def epoch_seconds(variant: str, rows: list[dict[str, Any]] | None = None) -> float:
     """The recorded cost of one training epoch of ``variant``: the median over the study seeds (natively) of each
     run's median epoch (training steps only, ``history[...]["seconds"]``). Runs of one results file ran on one
     machine, one after the other, so their ratios compare the methods (``python -m utils.benchmark`` measures
-    them side by side)."""
-    runs = [r for r in read_results(results) if r["variant"] == variant and r["seed"] in STUDY_SEEDS
+    them side by side). ``rows``: the decoy runs (``read_results(DECOY_FILE)``, read here when not given)."""
+    rows = read_results(DECOY_FILE) if rows is None else rows
+    runs = [r for r in rows if r["variant"] == variant and r["seed"] in STUDY_SEEDS
             and r["arithmetic"].startswith("native")]
     if not runs:
-        raise ValueError(f"{results} has no native run of {variant!r} on seeds {list(STUDY_SEEDS)}")
+        raise ValueError(f"the decoy runs hold no native run of {variant!r} on seeds {list(STUDY_SEEDS)}; record them "
+                         f"with `python -m utils.camloss_search run --variants {variant} --seeds "
+                         f"{' '.join(map(str, STUDY_SEEDS))} --results results/{DECOY_FILE.name}`")
     return statistics.median(statistics.median(h["seconds"] for h in r["history"]) for r in runs)
