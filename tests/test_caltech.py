@@ -20,37 +20,9 @@ from utils.train import TrainConfig, evaluate_splits, train
 N_LEOPARD, N_ORCA = 20, 10
 
 
-def _photo(blueness: float, grey: bool = False, size: int = 40) -> Image.Image:
-    """A square 'photo': a border whose blue excess is ``blueness`` around a brown centre."""
-    base = 0.5
-    rgb = np.full((size, size, 3), base, np.float32)
-    rgb[..., 2] = base + blueness
-    rgb[..., 0] = rgb[..., 1] = base - blueness / 2
-    rgb[size // 4:3 * size // 4, size // 4:3 * size // 4] = (0.6, 0.4, 0.2)
-    img = Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8))
-    return img.convert("L") if grey else img
-
-
-def make_tree(root: Path, corrupt: bool = True) -> Path:
-    """``root/256_ObjectCategories/{129.leopards-101,124.killer-whale}`` with distinct border blueness per file."""
-    base = root / "256_ObjectCategories"
-    for label, (cat, n) in enumerate(zip(CATEGORIES, (N_LEOPARD, N_ORCA))):
-        folder = base / cat
-        folder.mkdir(parents=True)
-        prefix = cat.split(".")[0]
-        for i in range(n):
-            # leopards mostly on land (negative blueness), orcas mostly on sea; file i has blueness rising with i
-            b = (-0.3 + 0.5 * i / n) if label == 0 else (0.3 - 0.5 * i / n)
-            _photo(b, grey=(label == 0 and i == 3)).save(folder / f"{prefix}_{i + 1:04d}.jpg", quality=95)
-    if corrupt:
-        (base / CATEGORIES[1] / "124_9999.jpg").write_bytes(b"not a jpeg at all")
-    (base / "257.clutter").mkdir()  # other categories are ignored
-    return root
-
-
 @pytest.fixture
-def tree(tmp_path: Path) -> Path:
-    return make_tree(tmp_path / "caltech")
+def tree(caltech_tree, tmp_path: Path) -> Path:
+    return caltech_tree(tmp_path / "caltech", N_LEOPARD, N_ORCA, cmyk=True)
 
 
 def _load(split: str, root: Path, **kw):
@@ -98,17 +70,19 @@ def test_loaded_split_rgb_sizes_backgrounds_and_balance(tree: Path) -> None:
     assert torch.equal(again.images, train_split.images)  # augmentation is seeded
 
 
-def test_grayscale_image_becomes_rgb(tree: Path) -> None:
+def test_grayscale_and_cmyk_images_become_rgb(tree: Path) -> None:
     grey = tree / "256_ObjectCategories" / CATEGORIES[0] / "129_0004.jpg"
     assert Image.open(grey).mode == "L"
+    assert Image.open(grey.with_name("129_0005.jpg")).mode == "CMYK"  # read as RGB like the grey one
     with pytest.warns(UserWarning):
         splits = {s: caltech.load_caltech_split(s, 32, tree, balance=False) for s in caltech.SPLITS}
-    assert sum(len(d) for d in splits.values()) == N_LEOPARD + N_ORCA  # the grey one is in, as 3 channels
+    assert sum(len(d) for d in splits.values()) == N_LEOPARD + N_ORCA  # both are in, as 3 channels
     assert all(d.images.shape[1] == 3 for d in splits.values())
 
 
-def test_torchvision_layout_is_found(tmp_path: Path) -> None:
-    make_tree(tmp_path / "caltech256", corrupt=False)  # Caltech256(root=tmp_path) puts it in root/caltech256
+def test_torchvision_layout_is_found(caltech_tree, tmp_path: Path) -> None:
+    # torchvision's Caltech256(root=tmp_path) puts the tree in root/caltech256
+    caltech_tree(tmp_path / "caltech256", N_LEOPARD, N_ORCA, corrupt=False)
     leopards, orcas = caltech.find_categories(tmp_path)
     assert leopards.name == CATEGORIES[0] and orcas.name == CATEGORIES[1]
 

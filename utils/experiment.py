@@ -6,10 +6,13 @@ The same code runs everywhere; only the configuration changes:
   2,000 training images, the camloss default's epochs, one seed (seed 0) trained
   live; seeds 0-4 of the same configuration are recorded in the search's results
   file (``utils.camloss_search.recorded_rows``), which notebook 05 reads.
-* **CUDA** (Colab with a GPU): the real Caltech-256 orcas and leopards when
-  they are on disk (``python -m utils.caltech download``), else the synthetic
-  set; 192 px (the original experiment's input), more images and epochs,
-  5 seeds trained live, bfloat16 mixed precision and a larger batch.
+* **CUDA** (Colab with a GPU): the synthetic set at 192 px (the original
+  experiment's input), more images and epochs, 5 seeds trained live, a larger
+  batch, bfloat16 mixed precision where the GPU has it in hardware.
+* **The real photos** (:func:`photos_config`; a GPU and the Caltech-256 orcas and
+  leopards on disk, ``python -m utils.caltech download``): default and camloss on
+  them, notebook 05's last section. No masks and no class-independent
+  backgrounds there, so no oracle and no share on the animal.
 
 Every strategy trains on the camloss default's architecture (and, unless the
 configuration sets them, its epochs), so only the loss and the training
@@ -34,13 +37,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from . import caltech
 from .models import OrcaLeopardNet, load_shipped
 from .progress import Status
 from .train import DATASETS, DEFAULT_MODELS_DIR, TrainConfig, load_or_train, pick_device
 
-__all__ = ["ExperimentConfig", "choose_config", "CPU_CONFIG", "CUDA_CONFIG", "CUDA_CALTECH_CONFIG", "seed_study",
-           "summarise", "mean_std", "gap_closed", "constant_predictions"]
+__all__ = ["ExperimentConfig", "choose_config", "has_fast_bfloat16", "CPU_CONFIG", "CUDA_CONFIG", "CUDA_CALTECH_CONFIG",
+           "ORIGINAL_DEFAULT_TEST", "photos_config", "photos_missing", "photos_table", "seed_study", "summarise",
+           "mean_std", "gap_closed", "constant_predictions"]
 
 
 @dataclass(frozen=True)
@@ -108,13 +114,62 @@ CUDA_CALTECH_CONFIG = dataclasses.replace(CUDA_CONFIG, dataset="caltech256", epo
 def choose_config(device: str = "auto") -> ExperimentConfig:
     """The CPU or the CUDA configuration for ``device`` (``"auto"``: CUDA when present).
 
-    On CUDA the real Caltech-256 data is used when it is under
-    ``utils.caltech.DEFAULT_ROOT`` (``data/caltech256``); it is never downloaded
-    implicitly (``python -m utils.caltech download`` does that).
+    Both are the synthetic scenario, which has the masks and the oracle every
+    section of notebook 05 needs; the real photos are :func:`photos_config`'s,
+    for the notebook's own section on them. Mixed precision
+    (bfloat16) is on only where the GPU computes bfloat16 in hardware (compute
+    capability 8.0 and newer: A100, L4, H100); a T4 or a V100, Colab's usual GPUs,
+    only emulates it, slower than float32, so there it trains in float32.
     """
     if pick_device(device).type != "cuda":
         return CPU_CONFIG
-    return CUDA_CALTECH_CONFIG if caltech.is_available() else CUDA_CONFIG
+    return CUDA_CONFIG if has_fast_bfloat16() else dataclasses.replace(CUDA_CONFIG, amp=False)
+
+
+#: The original project's default model on its Caltech-256 photos (TF/Keras, its own split): test accuracy.
+ORIGINAL_DEFAULT_TEST = 0.5938
+
+
+def photos_config(device: str = "auto") -> ExperimentConfig | None:
+    """The configuration of notebook 05's section on the real photos: ``CUDA_CALTECH_CONFIG`` on a GPU with the
+    Caltech-256 photos on disk, else ``None`` (:func:`photos_missing` says what is missing). Not on a CPU: 192-px
+    photos for 30 epochs and five seeds is GPU work."""
+    if pick_device(device).type != "cuda" or not caltech.is_available():
+        return None
+    return CUDA_CALTECH_CONFIG if has_fast_bfloat16() else dataclasses.replace(CUDA_CALTECH_CONFIG, amp=False)
+
+
+def photos_missing(device: str = "auto") -> str:
+    """Why :func:`photos_config` gives ``None`` here, and what to do: one sentence per missing piece."""
+    missing = []
+    if pick_device(device).type != "cuda":
+        missing.append("no GPU here (on Colab: Runtime → Change runtime type → GPU)")
+    if not caltech.is_available():
+        missing.append("the Caltech-256 photos are not on disk (`python -m utils.caltech download` puts them, 1.2 GB, "
+                       "where `utils.caltech.DEFAULT_ROOT` says: data/caltech256)")
+    return ("the real-photo section needs a GPU and the photos; here: " + "; ".join(missing) + ". Nothing trained."
+            if missing else "the GPU and the photos are here")
+
+
+def photos_table(rows: list[dict[str, Any]], splits: tuple[str, ...] = caltech.SPLITS) -> str:
+    """Notebook 05's real-photo table: accuracy per split, mean ± std over the seeds, beside the original project's
+    default, and the numbers that need what the photos lack, marked as such (never 0 or NaN)."""
+    summary = summarise(rows, splits)
+    seeds = sorted({r["seed"] for r in rows})
+    lines = [f"accuracy on the Caltech-256 photos, mean ± std over seeds {seeds} (test_swapped misleads: 0.5 = chance)",
+             f"{'':<10}" + "".join(f"{s:>18}" for s in splits)]
+    for run, per_split in summary.items():
+        lines.append(f"{run:<10}" + "".join(f"{f'{m:.3f} ± {sd:.3f}':>18}" for m, sd in per_split.values()))
+    lines += [f"{'oracle':<10}not available (no class-independent backgrounds: a photo keeps its own)",
+              f"{'':<10}the evidence on the animal: not available (no masks)",
+              f"original project, its default on its test split: {ORIGINAL_DEFAULT_TEST} (TF/Keras; not computed here)"]
+    return "\n".join(lines)
+
+
+def has_fast_bfloat16() -> bool:
+    """Whether the current CUDA device computes bfloat16 in hardware. ``torch.cuda.is_bf16_supported()`` alone also
+    says yes where bfloat16 is only emulated (a T4, compute capability 7.5), hence ``including_emulation=False``."""
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
 
 
 def _slug(label: str) -> str:
