@@ -266,3 +266,23 @@ def test_decoy_digit_runs_are_their_variants_and_show_the_scenario_and_the_readm
     block = readme.split("<!-- decoy-table -->\n```\n", 1)[1].split("```\n<!-- /decoy-table -->", 1)[0]
     assert block.strip() == S.decoy_table().strip(), \
         "README's decoy-digit table is stale: paste `python -m utils.camloss_search decoys`"
+
+
+def test_the_decoy_claims_hold_under_the_portable_arithmetic_too():
+    """Notebook 05's section 10 states its claims from the native rows; the same picks and controls recorded under
+    the portable arithmetic (``PORTABLE``) keep them, with margins wider than the two arithmetics' difference."""
+    rows = S.read_results(S.DECOY_FILE)
+
+    def test_mean(variant: str) -> float:
+        found = S.summarise_decoys(rows, [variant], S.STUDY_SEEDS, native=False)
+        assert found, f"{variant} lacks seeds 0-4 under {S.PORTABLE} in {S.DECOY_FILE.name}"
+        return found[0][1]
+
+    frame = {k: test_mean(f"decoy-frame-cnn-{v}") for k, v in (("default", "default"), ("oracle", "oracle"),
+             ("camloss", "camloss-joint-lam3-sigma0.5"), ("rrr", "rrr-lam100"))}
+    assert frame["default"] < 0.35 and frame["oracle"] > 0.9, "the frame protocol: the default is misled, the control not"
+    assert frame["camloss"] > frame["default"] + 0.2 > frame["rrr"] + 0.1, "camloss moves the CNN, rrr does not"
+    assert test_mean("decoy-corner-cnn-default") > 0.9  # the CNN resists the authors' decoy
+    for protocol in ("corner", "frame"):  # the paper's MLP: rrr recovers what the decoy took
+        assert test_mean(f"decoy-{protocol}-mlp-rrr-lam10") > test_mean(f"decoy-{protocol}-mlp-default") + 0.05
+        assert test_mean(f"decoy-{protocol}-mlp-oracle") > 0.9

@@ -55,6 +55,12 @@ camloss's schedule and σ) screened on the screening seeds, the picks (``choose_
     python -m utils.camloss_search run $R --seeds 0 1 2 3 4 --variants decoy-corner-mlp-rrr-lam10 \
         decoy-frame-mlp-rrr-lam10 decoy-frame-cnn-camloss-joint-lam3-sigma0.5 decoy-frame-cnn-rrr-lam100   # the picks
     # (decoy-frame-cnn-camloss-joint-lam1 ran on seeds 0-4 too: the pick before the σ 0.5 variants were screened)
+    # the same picks and controls under the portable arithmetic (the table's SSE4.1 column):
+    ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 python -m utils.camloss_search run $R --seeds 0 1 2 3 4 \
+        --variants decoy-frame-cnn-default decoy-frame-cnn-oracle decoy-frame-cnn-camloss-joint-lam3-sigma0.5 \
+        decoy-frame-cnn-rrr-lam100 decoy-frame-mlp-default decoy-frame-mlp-oracle decoy-frame-mlp-rrr-lam10 \
+        decoy-corner-mlp-default decoy-corner-mlp-oracle decoy-corner-mlp-rrr-lam10 decoy-corner-cnn-default \
+        decoy-corner-cnn-oracle
     python -m utils.camloss_search decoys                                  # its table (README)
 
 No checkpoint is written: the results file is the evidence.
@@ -498,8 +504,8 @@ DECOY_STUDY = {"corner": {"mlp": ("default", "rrr", "oracle"), "cnn": ("default"
 def decoy_table(results: str | os.PathLike = DECOY_FILE, screen: bool = True) -> str:
     """Decoy digits (``python -m utils.camloss_search decoys``; README, notebook 05): for each protocol and network,
     the screen of λ (and camloss's schedule) on the screening seeds (``screen=False``: left out), the picks, then val
-    and test (random-label decoys) mean ± std over the study seeds, beside the published DecoyMNIST numbers (theirs:
-    MLP, MNIST)."""
+    and test (random-label decoys) mean ± std over the study seeds, natively and test under the portable arithmetic
+    (``PORTABLE``; "–" where not recorded), beside the published DecoyMNIST numbers (theirs: MLP, MNIST)."""
     rows = read_results(results)
     lines = [f"decoy digits (scikit-learn's 8x8 digits at 24 px on a 32-px canvas), from {Path(results).name}; "
              f"test = random-label decoys, chance {DECOY_CHANCE}"]
@@ -525,7 +531,10 @@ def decoy_table(results: str | os.PathLike = DECOY_FILE, screen: bool = True) ->
                 _, m, sd, lo = study[0]
                 val = mean_std([r["accuracy"]["val"] for r in rows if r["variant"] == v and r["seed"] in STUDY_SEEDS
                                 and r["arithmetic"].startswith("native")])
-                lines.append(f"    {strategy:<8} val {val[0]:.3f} ± {val[1]:.3f}   test {m:.3f} ± {sd:.3f}   ({v})")
+                portable = summarise_decoys(rows, [v], STUDY_SEEDS, native=False)
+                other = f"{portable[0][1]:.3f} ± {portable[0][2]:.3f}" if portable else f"{'–':<13}"
+                lines.append(f"    {strategy:<8} val {val[0]:.3f} ± {val[1]:.3f}   test {m:.3f} ± {sd:.3f}   "
+                             f"SSE4.1 test {other}   ({v})")
                 means[strategy] = m
             gap = means["oracle"] - means["default"]
             methods = [k for k in means if k not in ("default", "oracle")]
@@ -537,14 +546,15 @@ def decoy_table(results: str | os.PathLike = DECOY_FILE, screen: bool = True) ->
     return "\n".join(lines)
 
 
-def summarise_decoys(rows: list[dict[str, Any]], variants: Iterable[str], seeds: Iterable[int]
+def summarise_decoys(rows: list[dict[str, Any]], variants: Iterable[str], seeds: Iterable[int], native: bool = True
                      ) -> list[tuple[str, float, float, float]]:
-    """``(variant, test mean, test std, worst val)`` over ``seeds`` (native) for each variant run on all of them."""
+    """``(variant, test mean, test std, worst val)`` over ``seeds`` for each variant run on all of them, natively
+    (``native=False``: under the portable arithmetic, ``PORTABLE``)."""
     seeds = sorted(int(s) for s in seeds)
     out = []
     for v in variants:
         mine = {r["seed"]: r for r in rows if r["variant"] == v and r["seed"] in seeds
-                and r["arithmetic"].startswith("native")}
+                and (r["arithmetic"].startswith("native") if native else r["arithmetic"] == PORTABLE)}
         if sorted(mine) != seeds:
             continue
         m, sd = mean_std([mine[s]["accuracy"]["test"] for s in seeds])
