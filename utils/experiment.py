@@ -123,7 +123,7 @@ def choose_config(device: str = "auto") -> ExperimentConfig:
     """
     if pick_device(device).type != "cuda":
         return CPU_CONFIG
-    return CUDA_CONFIG if has_fast_bfloat16() else dataclasses.replace(CUDA_CONFIG, amp=False)
+    return _with_this_gpus_precision(CUDA_CONFIG)
 
 
 #: The original project's default model on its Caltech-256 photos (TF/Keras, its own split): test accuracy.
@@ -136,7 +136,7 @@ def photos_config(device: str = "auto") -> ExperimentConfig | None:
     photos for 30 epochs and five seeds is GPU work."""
     if pick_device(device).type != "cuda" or not caltech.is_available():
         return None
-    return CUDA_CALTECH_CONFIG if has_fast_bfloat16() else dataclasses.replace(CUDA_CALTECH_CONFIG, amp=False)
+    return _with_this_gpus_precision(CUDA_CALTECH_CONFIG)
 
 
 def photos_missing(device: str = "auto") -> str:
@@ -164,6 +164,11 @@ def photos_table(rows: list[dict[str, Any]], splits: tuple[str, ...] = caltech.S
               f"{'':<10}the evidence on the animal: not available (no masks)",
               f"original project, its default on its test split: {ORIGINAL_DEFAULT_TEST} (TF/Keras; not computed here)"]
     return "\n".join(lines)
+
+
+def _with_this_gpus_precision(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` with mixed precision off where this GPU only emulates bfloat16 (:func:`has_fast_bfloat16`)."""
+    return cfg if has_fast_bfloat16() else dataclasses.replace(cfg, amp=False)
 
 
 def has_fast_bfloat16() -> bool:
