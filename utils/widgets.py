@@ -83,7 +83,8 @@ def _explain_one(model: nn.Module, split: str, index: int, target: str, image_si
 def _panels(s: _Shown, heat: torch.Tensor, method: str, alpha: float, extra: str = "",
             signed: bool | None = None, units: str | None = None) -> Figure:
     """Image, raw map (``signed``: on ``bwr`` centred at 0; ``None``: signed when the map has a negative value) with a
-    colour bar labelled ``units``, and the overlay."""
+    colour bar labelled ``units`` and the animal's outline, and the overlay of its positive part on the same scale
+    (the course's drawing rule, :func:`utils.viz.overlay`)."""
     fig, axes = plt.subplots(1, 3, figsize=(8.4, 3.4))
     pred = int(s.probs.argmax())
     title = (label_text(s.label, pred, float(s.probs[pred])) if s.photo is None
@@ -98,6 +99,8 @@ def _panels(s: _Shown, heat: torch.Tensor, method: str, alpha: float, extra: str
                       else f"{method}\nfor '{s.names[s.t]}' (p = {float(s.probs[s.t]):.2f})", fontsize=8)
     axes[1].set_xticks([])
     axes[1].set_yticks([])
+    if s.mask is not None:  # the animal's outline, for orientation (the map is drawn alone here)
+        axes[1].contour(s.mask.float().numpy(), levels=[0.5], colors="k" if signed else "c", linewidths=0.7)
     bar = fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.03)
     bar.ax.tick_params(labelsize=6)
     if units:
@@ -108,8 +111,10 @@ def _panels(s: _Shown, heat: torch.Tensor, method: str, alpha: float, extra: str
         share = float(energy_in_mask(heat.unsqueeze(0).cpu(), s.mask.unsqueeze(0))[0])
         area = float(s.mask.float().mean())
         where = f"on the animal: {share:.0%} of the map\n(animal = {area:.0%} of the image){extra}"
-    overlay(axes[2], s.image, heat, alpha=alpha, cmap="inferno", title=where)
-    axes[2].set_xlabel("overlay: the positive part ÷ its maximum,\nmore opaque where larger (0: transparent)", fontsize=7)
+    # the same units as the middle panel: a map whose positive part is small next to its negatives stays faint
+    overlay(axes[2], s.image, heat, alpha=alpha, cmap="inferno", title=where, vmax=peak)
+    axes[2].set_xlabel("overlay: the positive part on the middle panel's\nscale, more opaque where larger (0: transparent)",
+                       fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -129,7 +134,7 @@ def render_saliency(model: nn.Module, split: str = "test_swapped", index: int = 
     name = method if method == "saliency" else f"SmoothGrad σ={noise:.2f}"
     if s.photo is not None:  # a real network's gradient: a few pixels far above the rest
         heat, name = clip_quantile(heat), name + " (clipped at p99)"
-    return _panels(s, heat, name, alpha)
+    return _panels(s, heat, name, alpha, units="max over channels of |∂ logit / ∂ pixel|")
 
 
 def render_occlusion(model: nn.Module, split: str = "test_swapped", index: int = 0, target: str = "predicted",
@@ -147,7 +152,8 @@ def render_occlusion(model: nn.Module, split: str = "test_swapped", index: int =
         patch, stride = round(patch * scale), round(stride * scale)
     heat = occlusion(s.model, s.x, s.t, patch=patch, stride=stride, fill=FILLS[fill])[0]
     passes = 1 + count_windows(s.x.shape[2], s.x.shape[3], patch, stride)
-    return _panels(s, heat, f"occlusion {patch}px / {stride}px", alpha, f"\n{passes} forward passes")
+    return _panels(s, heat, f"occlusion {patch}px / {stride}px", alpha, f"\n{passes} forward passes",
+                   units="drop of the logit when covered")
 
 
 CAM_METHODS = {"CAM": cam, "Grad-CAM": gradcam, "Grad-CAM++": gradcam_pp, "HiResCAM": hirescam,
@@ -179,7 +185,7 @@ def render_cam(model: nn.Module, split: str = "test_swapped", index: int = 0, ta
         depth = course.index(layer) / max(1, len(course) - 1) if layer in course else 1.0
         layer = STAGE_LAYERS[::-1][round(depth * (len(STAGE_LAYERS) - 1))]
     heat = CAM_METHODS[method](s.model, s.x, s.t, layer=layer)[0]
-    return _panels(s, heat, f"{method} @ {layer or 'last block'}", alpha)
+    return _panels(s, heat, f"{method} @ {layer or 'last block'}", alpha, units="ReLU(Σ α_k A_k), the layer's units")
 
 
 def _wrap(render: Callable[..., Figure], model: nn.Module, image_size: int,
