@@ -309,3 +309,18 @@ def test_one_scale_in_the_maps_units_draws_weak_maps_faint():
     with pytest.raises(ValueError, match="vmax must be a positive number"):
         overlay(ax, torch.rand(3, 2, 2), strong, vmax=0)
     plt.close(fig)
+
+
+def test_an_explorers_overlay_is_drawn_on_its_maps_scale_in_units(model):
+    """The explorers' drawing rule: the middle panel is the raw map in its units (named by its colour bar), and the
+    overlay draws the positive part on that same scale, not ÷ its own maximum (a CAM whose positive part is small
+    next to its negatives must stay faint over the image)."""
+    from utils.widgets import render_cam
+    for fig, units in [(render_cam(model, "test_swapped", 0), "logit contribution per cell"),
+                       (render_occlusion(model, "test_swapped", 0), "drop of the logit when covered"),
+                       (render_saliency(model, "test_iid", 1), "|∂ logit / ∂ pixel|")]:
+        raw, shown = fig.axes[1].images[0], fig.axes[2].images[-1]
+        assert shown.norm.vmax == pytest.approx(raw.norm.vmax), "the overlay must use the middle panel's scale"
+        assert raw.norm.vmax == pytest.approx(float(abs(raw.get_array()).max()))  # the map's own units, not 1
+        assert units in fig.axes[-1].get_ylabel(), [ax.get_ylabel() for ax in fig.axes]
+        assert fig.axes[1].collections, "the animal's outline is drawn on the raw map"

@@ -185,7 +185,8 @@ def render_cam(model: nn.Module, split: str = "test_swapped", index: int = 0, ta
         depth = course.index(layer) / max(1, len(course) - 1) if layer in course else 1.0
         layer = STAGE_LAYERS[::-1][round(depth * (len(STAGE_LAYERS) - 1))]
     heat = CAM_METHODS[method](s.model, s.x, s.t, layer=layer)[0]
-    return _panels(s, heat, f"{method} @ {layer or 'last block'}", alpha, units="ReLU(Σ α_k A_k), the layer's units")
+    return _panels(s, heat, f"{method} @ {layer or 'last block'}", alpha,
+                   units="ReLU(Σ w_k A_k): activations × the method's weights")
 
 
 def _wrap(render: Callable[..., Figure], model: nn.Module, image_size: int,
