@@ -3,7 +3,9 @@
 nbval skips widget output, so a slider that renders nothing, stacks figures or
 breaks with a new ipywidgets release would pass it. This test starts a real
 JupyterLab server, opens every course notebook in Debian's Chromium through
-Playwright, runs all cells, and then moves a slider of every explorer and
+Playwright, runs the cells its explorers need (the setup cell, the explorer
+cells and the earlier cells that define what they use; nbval runs the rest),
+and then moves a slider of every explorer and
 checks that its figure changed and that it is the only one shown; in 01-04 it then picks the photos in the
 explorer's image dropdown and checks the same.
 
@@ -35,6 +37,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from utils.notebooks import slice_notebook
+
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +46,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 CHROMIUM = Path(os.environ.get("VEX_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-first-run"]
-RUN_ALL_TIMEOUT_S = 20 * 60  # notebook 05 trains its models when data/models/study/ is empty (about 6 min on 2 cores)
+RUN_ALL_TIMEOUT_S = 10 * 60  # the explorers' cells of a notebook: seconds (models are read from models/, not trained)
 SLIDER_TIMEOUT_S = 120
 #: JupyterLab user settings for the test server: no news or update checks, every cell in the DOM, no autosave.
 LAB_SETTINGS = {
@@ -109,9 +113,16 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90)
     raise TimeoutError(f"{url} did not answer within {timeout} s; log: {log}")
 
 
+def _is_explorer(cell: nbformat.NotebookNode) -> bool:
+    return cell.cell_type == "code" and "_explorer(" in cell.source
+
+
 def _strip(src: Path, dst: Path) -> None:
-    """Copy a notebook without outputs, so a numbered prompt means 'ran in this browser session'."""
-    nb = nbformat.read(src, as_version=4)
+    """Copy the cells of a notebook that its explorers need (``utils.notebooks.slice_notebook``: the setup cell, the
+    explorer cells and the earlier cells that bind a name they read) without outputs, so a numbered prompt means 'ran
+    in this browser session'. The other cells are nbval's to run (``pytest --nbval notebooks``); running them here too
+    made this test as long as the notebooks themselves (05 trained its models a second time)."""
+    nb = slice_notebook(nbformat.read(src, as_version=4), _is_explorer)
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
@@ -325,8 +336,7 @@ def check_explorers(page, name: str, shots: Path) -> tuple[int, int]:
 
 def _expected_explorers(nb_path: Path) -> int:
     """How many explorers the notebook builds: code cells calling ``*_explorer(``."""
-    nb = nbformat.read(nb_path, as_version=4)
-    return sum(c.cell_type == "code" and "_explorer(" in c.source for c in nb.cells)
+    return sum(map(_is_explorer, nbformat.read(nb_path, as_version=4).cells))
 
 
 # --------------------------------------------------------------------------- the tests

@@ -1,5 +1,5 @@
 """The exercise checkers: each accepts its solution, says "not attempted" to a stub, and names each typical mistake;
-the notebooks run as shipped (stubs) and, up to their last checker, with the solutions swapped in."""
+the notebooks run as shipped (stubs) and, cut to their exercises, with the solutions swapped in."""
 import importlib.util
 from pathlib import Path
 
@@ -501,7 +501,6 @@ def test_every_checkers_mistake_messages_are_distinct():
 
 
 # ------------------------------------------------------------------ the notebooks, as shipped and solved
-import copy  # noqa: E402
 import inspect  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
@@ -509,6 +508,8 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 
 import nbformat  # noqa: E402
+
+from utils.notebooks import cell_names, slice_notebook  # noqa: E402
 
 STUB = "# YOUR CODE HERE"
 CHECK_CELL = re.compile(r"^(check_\w+)\((\w+)\)$")
@@ -536,20 +537,15 @@ def swapped(path: Path, answers: dict[str, str]) -> nbformat.NotebookNode:
     return nb
 
 
-def through_the_last_check(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """``nb`` up to its last checker cell. What follows uses the package, never a learner's function (asserted here:
-    no later code cell names one), so it runs the same with or without the solutions, and the notebook's own strict
-    nbval run (``pytest --nbval notebooks``) covers it; running it here again doubled the notebooks' time in CI."""
-    code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-    last = max(i for i in code if CHECK_CELL.match(nb.cells[i].source.strip()))
-    names = [re.search(r"^def (\w+)\(", nb.cells[i].source, re.M).group(1) for i in code
-             if nb.cells[i].source.startswith(STUB)]
-    for i in code:
-        used = [n for n in names if i > last and re.search(rf"(?<![\w.]){n}\b", nb.cells[i].source)]
-        assert not used, f"cell {i} uses the learner's {used} after the last check: run the whole notebook here"
-    nb = copy.deepcopy(nb)
-    nb.cells = nb.cells[:last + 1]
-    return nb
+def the_exercises(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """``nb`` cut to its exercises: every stub, every checker cell, every cell that reads a learner's function, and
+    the earlier cells they need (``utils.notebooks.slice_notebook``). The cells left out never call a learner's
+    function, so they run the same with or without the solutions and the notebook's own strict nbval run
+    (``pytest --nbval notebooks``) covers them; running them here again doubled the notebooks' time in CI."""
+    names = {re.search(r"^def (\w+)\(", c.source, re.M).group(1) for c in nb.cells
+             if c.cell_type == "code" and c.source.startswith(STUB)}
+    return slice_notebook(nb, lambda c: c.source.startswith(STUB) or bool(CHECK_CELL.match(c.source.strip()))
+                          or bool(cell_names(c.source)[1] & names))
 
 
 def _strict_nbval(nb: nbformat.NotebookNode, tmp_path: Path) -> subprocess.CompletedProcess:
@@ -580,13 +576,15 @@ def test_every_stub_has_a_checker_after_it_and_a_tested_solution():
             assert "not attempted yet" in cells[i + 1].outputs[0]["data"]["text/plain"]
 
 
-def test_a_cell_after_the_last_check_that_uses_the_learners_function_keeps_the_whole_run():
+def test_the_exercise_run_keeps_the_stubs_the_checkers_and_every_cell_that_uses_a_learners_function():
     nb = nbformat.read(ROOT / "notebooks" / "05_camloss.ipynb", as_version=4)
-    kept = through_the_last_check(nb)
-    assert CHECK_CELL.match(kept.cells[-1].source.strip()) and len(kept.cells) < len(nb.cells)
-    nb.cells.append(nbformat.v4.new_code_cell("k = inverted_gaussian_kernel(8, 8, 1.0)"))
-    with pytest.raises(AssertionError, match="inverted_gaussian_kernel"):
-        through_the_last_check(nb)
+    cut = the_exercises(nb)
+    sources = [c.source for c in cut.cells]
+    assert sum(s.startswith(STUB) for s in sources) == 2 and sum(bool(CHECK_CELL.match(s.strip())) for s in sources) == 2
+    assert not any("train_model" in s or "RUNS = {" in s for s in sources), "05's training is not an exercise's"
+    assert len(cut.cells) < len([c for c in nb.cells if c.cell_type == "code"]) / 4
+    nb.cells.append(nbformat.v4.new_code_cell("k = inverted_gaussian_kernel(8, 8, 1.0)\nprint(float(k.max()))"))
+    assert the_exercises(nb).cells[-1].source == nb.cells[-1].source, "a later cell using the learner's function runs"
 
 
 @pytest.mark.slow
@@ -599,7 +597,7 @@ def test_the_notebook_passes_strict_nbval_with_the_solutions_swapped_in(notebook
     nb = swapped(ROOT / "notebooks" / notebook, {n: helpers + inspect.getsource(getattr(solutions, n)) for n in names})
     assert sum("✓" in c.outputs[0]["data"]["text/plain"] for c in nb.cells
                if c.cell_type == "code" and CHECK_CELL.match(c.source.strip())) == len(names)
-    run = _strict_nbval(through_the_last_check(nb), tmp_path)
+    run = _strict_nbval(the_exercises(nb), tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
 
 
@@ -614,11 +612,13 @@ def test_a_wrong_answer_gets_its_message_and_the_notebook_goes_on(tmp_path):
     shown = [c.outputs[0]["data"]["text/plain"] for c in nb.cells if c.cell_type == "code" and "check_saliency(" in c.source
              and CHECK_CELL.match(c.source.strip())]
     assert shown[0].startswith("✗ vanilla saliency: you forgot the absolute value")
-    # "goes on": the verdict is the cell's output, not an error, and the next code cell runs; the rest of the notebook
-    # is the solutions run's and the notebook's own
+    # "goes on": the verdict is the cell's output, not an error, and the next code cell (with what it needs) runs; the
+    # rest of the notebook is the solutions run's and the notebook's own
     check = next(i for i, c in enumerate(nb.cells)
                  if c.cell_type == "code" and c.source.strip() == "check_saliency(saliency_map)")
     after = next(i for i in range(check + 1, len(nb.cells)) if nb.cells[i].cell_type == "code")
-    nb.cells = nb.cells[:after + 1]
+    run_these = {id(nb.cells[i]) for i in (check - 1, check, after)}
+    nb = slice_notebook(nb, lambda c: id(c) in run_these)
+    assert nb.cells[-1].source.startswith("maps = saliency(model, examples)")
     run = _strict_nbval(nb, tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]

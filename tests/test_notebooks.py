@@ -7,7 +7,7 @@ import nbformat
 import pytest
 from nbval.plugin import find_comment_markers
 
-from utils.notebooks import colab_badge, exported_files, repository_url, setup_cell_source
+from utils.notebooks import cell_names, colab_badge, exported_files, repository_url, setup_cell_source, slice_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -103,3 +103,37 @@ def test_running_a_notebook_under_pytest_leaves_the_tree_clean():
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert status() == before, "running notebook 03 under pytest changed the checkout"
     assert [p.stat().st_mtime_ns for p in exports] == stamps, "figs/03_* were rewritten (even if with equal bytes)"
+
+
+@pytest.mark.parametrize("source, binds, reads", [
+    ("x = 1", {"x"}, set()),
+    ("def f(a, k=default):\n    c = a + b\n    return c", {"f"}, {"default", "b"}),
+    ("y = [i * z for i in range(3)]", {"y"}, {"z", "range"}),
+    ("g = lambda q: q + w", {"g"}, {"w"}),
+    ("model.eval()\nm.x = 2\nd[k] += v", {"m", "d"}, {"model", "m", "d", "k", "v"}),
+    ("%matplotlib inline\nimport numpy as np, os.path\nfrom a.b import c as e", {"np", "os", "e"}, {"get_ipython"}),
+    ("for i, (j, n) in enumerate(rows):\n    total = i", {"i", "j", "n", "total"}, {"enumerate", "rows", "i"}),
+    ("class C(Base):\n    attr = value", {"C", "attr"}, {"Base", "value"}),
+])
+def test_cell_names_are_what_the_cell_binds_and_reads(source, binds, reads):
+    assert cell_names(source) == (binds, reads)
+
+
+def test_a_slice_keeps_the_chosen_cells_the_setup_and_what_they_need_in_order():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in [
+        "# setup", "import torch", "a = torch.ones(2)", "b = 2", "heavy = train(a)", "a.mul_(3)\nc = a + 1",
+        "show(c)", "d = b"]] + [nbformat.v4.new_markdown_cell("text")])
+    cut = slice_notebook(nb, lambda cell: cell.source.startswith("show("))
+    assert [c.source for c in cut.cells] == ["# setup", "import torch", "a = torch.ones(2)", "a.mul_(3)\nc = a + 1",
+                                            "show(c)"]
+    assert len(nb.cells) == 9, "the notebook itself is left as it was"
+    with pytest.raises(ValueError, match="no code cell"):
+        slice_notebook(nbformat.v4.new_notebook(), lambda cell: True)
+
+
+def test_a_slice_of_each_notebook_to_its_explorers_is_a_few_cells():
+    """What the browser test runs: the explorers' cells are cheap (models from models/), nothing that trains."""
+    for path in [p for p in NOTEBOOKS if re.match(r"0[1-5]_", p.name)]:
+        cut = slice_notebook(nbformat.read(path, as_version=4), lambda c: "_explorer(" in c.source)
+        assert 2 <= len(cut.cells) <= 5, (path.name, [c.source[:40] for c in cut.cells])
+        assert "_explorer(" in cut.cells[-1].source and "save_figure" not in "".join(c.source for c in cut.cells)

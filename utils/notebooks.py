@@ -19,16 +19,19 @@ place that URL is written; ``tests/test_notebooks.py`` checks they agree.
 from __future__ import annotations
 
 import argparse
+import ast
+import copy
 import re
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import nbformat
 from nbclient import NotebookClient
 
-__all__ = ["NbvalLikeClient", "execute_notebook", "exported_files", "repository_url", "colab_badge", "setup_cell_source"]
+__all__ = ["NbvalLikeClient", "cell_names", "execute_notebook", "exported_files", "repository_url", "colab_badge",
+           "setup_cell_source", "slice_notebook"]
 
 ROOT = Path(__file__).resolve().parent.parent
 # What Colab lacks (it has torch, torchvision, matplotlib, ipywidgets, tqdm), pinned as in pyproject.toml: the
@@ -116,6 +119,108 @@ def exported_files(path: str | Path) -> set[str]:
             names |= {stem + suffix for suffix in _SUFFIXES[kind]}
         names |= set(_EXPORT_PATH.findall(cell.source))
     return names
+
+
+class _Names(ast.NodeVisitor):
+    """Module-level names a cell binds (or mutates: ``x.a = …``, ``x[k] = …``) and the free names it reads."""
+
+    def __init__(self) -> None:
+        self.binds: set[str] = set()
+        self.reads: set[str] = set()
+        self._local: list[set[str]] = []  # the local names of each enclosing function, lambda or comprehension
+
+    def _scope(self, node: ast.AST, args: ast.arguments | None) -> None:
+        local = {a.arg for a in ast.walk(args) if isinstance(a, ast.arg)} if args else set()
+        local |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        self._local.append(local)
+        for child in ast.iter_child_nodes(node):
+            if child is not args:
+                self.visit(child)
+        self._local.pop()
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        if not self._local:
+            self.binds.add(node.name)
+        for expr in [*node.decorator_list, *node.args.defaults, *node.args.kw_defaults]:
+            if expr is not None:
+                self.visit(expr)
+        self._scope(ast.Module(body=node.body, type_ignores=[]), node.args)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        if not self._local:
+            self.binds.add(node.name)
+        self.generic_visit(node)
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        self._scope(node.body, node.args)
+
+    def visit_ListComp(self, node: ast.AST) -> None:
+        self._scope(node, None)
+
+    visit_SetComp = visit_DictComp = visit_GeneratorExp = visit_ListComp
+
+    def visit_alias(self, node: ast.alias) -> None:
+        if not self._local and node.name != "*":
+            self.binds.add(node.asname or node.name.split(".")[0])
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, ast.Load):
+            if not any(node.id in local for local in self._local):
+                self.reads.add(node.id)
+        elif not self._local:
+            self.binds.add(node.id)
+
+    def _mutated(self, target: ast.AST) -> None:
+        while isinstance(target, (ast.Attribute, ast.Subscript)):
+            target = target.value
+        if isinstance(target, ast.Name) and not self._local:
+            self.binds.add(target.id)
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        for target in node.targets:
+            self._mutated(target)
+        self.generic_visit(node)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        self._mutated(node.target)
+        self.generic_visit(node)
+
+
+def cell_names(source: str) -> tuple[set[str], set[str]]:
+    """(names the code cell ``source`` binds at the top level, names it reads outside its functions' own locals).
+
+    IPython syntax (``%magic``, ``!shell``) is translated first; an attribute or item assignment ``x.a = …`` counts as
+    binding ``x``, since it changes what later cells see. A name the cell both binds and reads stays a read (``x = x +
+    1`` needs an earlier ``x``), so a slice errs on the side of a cell too many. A cell that does not parse raises
+    ``SyntaxError``."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    names = _Names()
+    names.visit(ast.parse(TransformerManager().transform_cell(source)))
+    return names.binds, names.reads
+
+
+def slice_notebook(nb: nbformat.NotebookNode, keep: Callable[[nbformat.NotebookNode], bool]) -> nbformat.NotebookNode:
+    """A copy of ``nb`` with the code cells ``keep`` selects, the first code cell (the setup cell) and every earlier
+    code cell that binds a name they read, transitively; markdown cells are dropped, the order and outputs kept.
+
+    For tests that need a few cells' behaviour without the rest's compute: the browser test runs only what the
+    explorers need, the exercise tests only what the checkers need. A name used but bound by no earlier cell stays a
+    NameError when the slice runs, so a slice that is too small fails the test instead of passing it."""
+    code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    if not code:
+        raise ValueError("the notebook has no code cell to slice")
+    names = {i: cell_names(nb.cells[i].source) for i in code}
+    kept, needed = set(), set()
+    for i in reversed(code):
+        if i == code[0] or keep(nb.cells[i]) or names[i][0] & needed:
+            kept.add(i)
+            needed |= names[i][1]
+    out = copy.deepcopy(nb)
+    out.cells = [out.cells[i] for i in sorted(kept)]
+    return out
 
 
 def execute_notebook(path: str | Path, timeout: int = 1800) -> Path:
