@@ -100,6 +100,57 @@ def test_randomisation_by_blocks_resets_each_block_whole_and_returns_the_maps():
         randomisation_check(model, x, cam, layers="classifier")
 
 
+def test_randomisation_reports_chosen_steps_with_the_full_cascades_values():
+    torch.manual_seed(0)
+    model = OrcaLeopardNet().eval()
+    x = torch.rand(2, 3, 32, 32)
+    full, full_maps = randomisation_check(model, x, gradcam, return_maps=True)
+    ends, ends_maps = randomisation_check(model, x, gradcam, at=(0, -1), return_maps=True)
+    assert ends == [full[0], full[-1]] and len(ends_maps) == 3
+    assert torch.equal(ends_maps[0], full_maps[0]) and torch.equal(ends_maps[2], full_maps[-1])
+    assert randomisation_check(model, x, gradcam, at=(3, -9, 3)) == [full[0], full[3]]  # -9: the first of 9 steps
+    with pytest.raises(ValueError, match=r"\[9\] are out of range; this cascade has 9 steps \(0 to 8"):
+        randomisation_check(model, x, gradcam, at=(0, 9))
+    with pytest.raises(ValueError, match="names no step"):
+        randomisation_check(model, x, gradcam, at=())
+    with pytest.raises(TypeError, match=r"sequence of step indices, e.g. \(0, -1\)"):
+        randomisation_check(model, x, gradcam, at=-1)
+
+
+def test_every_method_meets_the_same_random_networks_and_its_own_noise_again():
+    """The random weights come from their own seeded stream, and each call of the method replays the caller's random
+    state: a method that draws noise sees the same networks as one that does not, and the same noise each time."""
+    torch.manual_seed(0)
+    model = OrcaLeopardNet().eval()
+    model.features[1].running_var.fill_(4.0)  # as if trained (a new layer's is 1)
+    x = torch.rand(2, 3, 32, 32)
+    seen = {"plain": [], "noisy": []}
+
+    def record(kind, draws):
+        def method(m, images, target):
+            seen[kind].append({k: v.detach().clone() for k, v in m.state_dict().items()})
+            return cam(m, images, target) + (torch.rand(images.shape[0], 32, 32) if draws else 0)
+        return method
+
+    randomisation_check(model, x, record("plain", False))
+    before = torch.random.get_rng_state()
+    randomisation_check(model, x, record("noisy", True))
+    after = torch.random.get_rng_state()
+    assert len(seen["plain"]) == len(seen["noisy"]) == 10
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(seen["plain"], seen["noisy"]) for k in a)
+    assert not torch.equal(seen["plain"][0]["classifier.weight"], seen["plain"][1]["classifier.weight"])
+    torch.random.set_rng_state(before)
+    torch.rand(2, 32, 32)  # what one call of the noisy method draws
+    assert torch.equal(after, torch.random.get_rng_state()), "the caller's state ends as after one call"
+    # reset_parameters() resets a batch norm's statistics too: the randomised layer is a new one
+    var = [s["features.1.running_var"] for s in seen["plain"]]
+    assert torch.equal(var[0], torch.full_like(var[0], 4.0)) and torch.equal(var[-1], torch.ones_like(var[-1]))
+
+    def noise(m, images, target):  # blind to the model, random: the same noise at each call, so it fails, ρ = 1
+        return torch.rand(images.shape[0], 32, 32)
+    assert all(abs(rho - 1.0) < 1e-6 for _, rho in randomisation_check(model, x, noise))
+
+
 def test_a_method_blind_to_the_model_fails_the_sanity_check():
     """An 'explanation' that only looks at the image (an edge detector) stays perfectly correlated."""
     def edges(model, images, target):  # diagonal differences, padded back to [N, H, W]

@@ -135,15 +135,32 @@ def _parametrised(module: nn.Module) -> list[tuple[str, nn.Module]]:
 def _reinitialise(layer: nn.Module) -> None:
     layer.reset_parameters()
     if isinstance(layer, nn.modules.batchnorm._BatchNorm):
-        # reset_parameters() also clears the running statistics; re-randomise the affine part
-        # only, and keep the statistics as they were in the trained model
+        # reset_parameters() resets the running statistics too (mean 0, variance 1) and sets the affine part to
+        # 1 and 0, the identity: re-randomise the affine part, so the layer is random as a new one, not a no-op
         nn.init.normal_(layer.weight, 1.0, 0.5)
         nn.init.normal_(layer.bias, 0.0, 0.5)
 
 
+def _own_state(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """A module's own parameters and buffers (not its children's)."""
+    return list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False))
+
+
+def _random_state() -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    """The CPU's random state and, where CUDA is in use, every GPU's."""
+    gpus = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    return torch.random.get_rng_state(), gpus
+
+
+def _set_random_state(state: tuple[torch.Tensor, list[torch.Tensor] | None]) -> None:
+    torch.random.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state_all(state[1])
+
+
 def randomisation_check(model: nn.Module, images: torch.Tensor, method: Method, target: torch.Tensor | None = None,
                         *, seed: int = 0, absolute: bool = True, layers: Sequence[str] | None = None,
-                        return_maps: bool = False
+                        at: Sequence[int] | None = None, return_maps: bool = False
                         ) -> list[tuple[str, float]] | tuple[list[tuple[str, float]], list[torch.Tensor]]:
     """Cascading randomisation (Adebayo et al. 2018): ``[(layer, mean Spearman ρ), ...]`` from the top layer down.
 
@@ -153,20 +170,24 @@ def randomisation_check(model: nn.Module, images: torch.Tensor, method: Method, 
     (absolute values if ``absolute``, as in the paper). The target is fixed to the
     original model's prediction so both maps explain the same class.
 
+    The random weights are drawn once, from their own stream seeded by ``seed``: every method meets the same
+    randomised network at a given step. Every call of ``method`` starts from the random state the caller had
+    (common random numbers): a method that draws random numbers (SmoothGrad's noise) draws the same ones for the
+    trained network and for each randomised one, so the network is the only difference between the maps. The
+    caller's random state ends as after one call of ``method``.
+
     ``layers``: dotted names of blocks to re-initialise instead, one more per step in the order given (top first;
     e.g. a real network's ``classifier``, ``features.head``, ``features.stage7``, …), each block whole (every
     parametrised layer inside it): ten steps for EfficientNet-Lite0 instead of its 99 layers.
-    ``return_maps=True``: ``(results, maps)``, ``maps[0]`` the original maps and ``maps[s + 1]`` those after step
-    ``s`` (as ``method`` returns them, before ``absolute``), for the paper's figure.
+    ``at``: the indices of the steps to report (e.g. ``(0, -1)``: the top layer alone and the whole network;
+    ``None``: every step). The layers are randomised in the same order either way, so a reported step's ρ is
+    the full cascade's, and ``method`` runs only ``1 + len(at)`` times instead of once per step.
+    ``return_maps=True``: ``(results, maps)``, ``maps[0]`` the original maps and ``maps[j + 1]`` those after the
+    ``j``-th reported step (as ``method`` returns them, before ``absolute``), for the paper's figure.
     """
     model = copy.deepcopy(model).eval()
-    with torch.no_grad():
-        t = model(images).argmax(1) if target is None else target
-    prep = (lambda m: m.abs()) if absolute else (lambda m: m)
-    first = method(model, images, t)
-    original, maps = prep(first), [first.detach()]
     if layers is None:
-        steps = [(name, [m]) for name, m in reversed(_parametrised(model))]
+        steps = [(name, [name]) for name, _ in reversed(_parametrised(model))]
     else:
         if isinstance(layers, str):
             raise TypeError(f"layers must be a sequence of dotted module names, top first; got the string {layers!r} "
@@ -178,22 +199,50 @@ def randomisation_check(model: nn.Module, images: torch.Tensor, method: Method, 
             except AttributeError:
                 raise ValueError(f"layer {name!r} not found in {type(model).__name__}; top-level blocks: "
                                  f"{', '.join(n for n, _ in model.named_children())}") from None
-            inside = [m for _, m in _parametrised(block)]
+            inside = [f"{name}.{n}" if n else name for n, _ in _parametrised(block)]
             if not inside:
                 raise ValueError(f"layer {name!r} has no parameters to re-initialise")
             steps.append((name, inside))
-    gen_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
+    if at is None:
+        report = set(range(len(steps)))
+    else:
+        if isinstance(at, (int, str)) or not all(isinstance(i, int) and not isinstance(i, bool) for i in at):
+            raise TypeError(f"at must be a sequence of step indices, e.g. (0, -1); got {at!r}")
+        bad = [i for i in at if not -len(steps) <= i < len(steps)]
+        if bad:
+            raise ValueError(f"at: step indices {bad} are out of range; this cascade has {len(steps)} steps "
+                             f"(0 to {len(steps) - 1}, or -{len(steps)} to -1 from the end)")
+        if not at:
+            raise ValueError(f"at names no step; give at least one index, e.g. at=(0, -1), or at=None for all "
+                             f"{len(steps)}")
+        report = {i % len(steps) for i in at}
+    with torch.no_grad():
+        t = model(images).argmax(1) if target is None else target
+    prep = (lambda m: m.abs()) if absolute else (lambda m: m)
+    entry = _random_state()
+    first = method(model, images, t)
+    original, maps = prep(first), [first.detach()]
+    # Every random weight first, on a second copy, in the cascade's order, from the seeded stream; fork_rng sets
+    # the caller's random state (the CPU's and every GPU's) back afterwards.
+    randomised = copy.deepcopy(model)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for _, group in steps:
+            for name in group:
+                _reinitialise(randomised.get_submodule(name))
     results = []
-    try:
-        for name, group in steps:
-            for layer in group:
-                _reinitialise(layer)
-            randomised = method(model, images, t)
-            maps.append(randomised.detach())
-            results.append((name, float(spearman(original, prep(randomised)).mean())))
-    finally:
-        torch.random.set_rng_state(gen_state)
+    for i, (step, group) in enumerate(steps):
+        with torch.no_grad():
+            for name in group:
+                new = dict(_own_state(randomised.get_submodule(name)))
+                for key, value in _own_state(model.get_submodule(name)):
+                    value.copy_(new[key])
+        if i in report:
+            with torch.random.fork_rng():  # from the caller's state at the start, as the first map was made
+                _set_random_state(entry)
+                after = method(model, images, t)
+            maps.append(after.detach())
+            results.append((step, float(spearman(original, prep(after)).mean())))
     return (results, maps) if return_maps else results
 
 
