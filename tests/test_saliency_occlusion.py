@@ -118,6 +118,30 @@ def test_saliency_equals_finite_differences(score):
     assert torch.allclose(signed.double(), fd.mean(1), atol=1e-6)
 
 
+def test_smoothgrad_passes_hold_at_most_pixels_per_pass_and_change_no_value(model, images, monkeypatch):
+    """The noisy copies are drawn N × batch_size at a time (as Captum draws them) but go through the model at most
+    PIXELS_PER_PASS pixels per pass: here 5 images of 64 × 64, so a chunk of 4 × 3 copies takes 3 passes."""
+    import utils.explain._common as common
+    sizes = []
+    hook = model.register_forward_pre_hook(lambda m, args: sizes.append(args[0].shape[0]))
+    try:
+        whole = smoothgrad(model, images, n_samples=7, noise=0.2, batch_size=3, generator=torch.Generator().manual_seed(11))
+        assert sizes == [4, 12, 12, 4]  # the target pass, then one pass per chunk: 3 + 3 + 1 copies of 4 images
+        monkeypatch.setattr(common, "PIXELS_PER_PASS", 5 * 64 * 64)
+        sizes.clear()
+        sliced = smoothgrad(model, images, n_samples=7, noise=0.2, batch_size=3,
+                            generator=torch.Generator().manual_seed(11))
+    finally:
+        hook.remove()
+    assert sizes == [4, 5, 5, 2, 5, 5, 2, 4] and max(sizes[1:]) <= 5
+    assert close(sliced, whole)
+    torch.manual_seed(11)
+    ref = NoiseTunnel(Saliency(model)).attribute(
+        images.clone(), nt_type="smoothgrad", nt_samples=7, stdevs=0.2, nt_samples_batch_size=3,
+        target=captum_target(model, images)).amax(1)
+    assert close(sliced, ref), "the same noise as Captum's, sliced or not"
+
+
 def test_smoothgrad_with_zero_noise_is_saliency(model, images):
     assert close(smoothgrad(model, images, n_samples=3, noise=0.0), saliency(model, images))
 
