@@ -90,9 +90,9 @@ def smoothgrad(model: nn.Module, images: torch.Tensor, target: Target = None, *,
     adjacent), so with the same seed both see the same images; ``generator`` makes
     the draws reproducible (``None``: the global RNG). The noisy images then go
     through the model at most ``PIXELS_PER_PASS`` pixels per pass (64 images of
-    64 × 64): each image's gradient is its own, so the slicing changes no value,
-    and a pass of a thousand images runs about twice as slow per image as one of 64
-    (the activations no longer fit the CPU's caches).
+    64 × 64): each image's gradient is its own, so the slicing changes no value
+    beyond rounding (on 2 CPU cores: the same bits), and a pass of a thousand images
+    runs about twice as slow per image as one of 64 (the activations leave the caches).
     The target is fixed from the *clean* image (``None``: its predicted class).
     Cost: ``n_samples`` forward+backward passes per image (plus one forward when ``target=None``).
     """
