@@ -57,6 +57,30 @@ def test_deletion_insertion_leaves_the_model_mode_and_checks_shapes():
         deletion_insertion(net, torch.ones(1, 3, 8, 8), region_map(1), steps=0)
 
 
+def test_deletion_insertion_runs_a_folded_copy_with_the_models_own_probabilities(monkeypatch):
+    """The curves come from a copy with Conv + BatchNorm folded (fewer passes over memory): the same probabilities as
+    the model itself to float32 rounding; the model is not touched (its hooks see only the target's pass)."""
+    import utils.metrics as M
+    torch.manual_seed(0)
+    model = OrcaLeopardNet().eval()
+    for m in model.modules():  # statistics as if trained, so the folding has something to fold
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    x = torch.rand(2, 3, 32, 32)
+    maps = torch.rand(2, 32, 32)
+    calls = []
+    model.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    folded = deletion_insertion(model, x, maps, steps=4)
+    assert calls == [2], "one pass of the model itself (the target); the 2 × 10 masked images went to the copy"
+    monkeypatch.setattr(M, "inference_copy", lambda m: m)  # the model itself for every pass
+    plain = deletion_insertion(model, x, maps, steps=4)
+    assert len(calls) == 1 + 1 + 2
+    for key in ("deletion_curve", "insertion_curve"):
+        assert torch.allclose(folded[key], plain[key], rtol=0, atol=1e-6)
+        assert not torch.equal(folded[key][:, 0], folded[key][:, -1])  # the curves move: the test can see a change
+
+
 def test_spearman_matches_scipy():
     torch.manual_seed(0)
     a, b = torch.rand(3, 5, 5), torch.rand(3, 5, 5)

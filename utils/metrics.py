@@ -27,6 +27,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from .explain._common import inference_copy
 from .explain.occlusion import fill_images
 from .models import evaluating
 
@@ -89,7 +90,9 @@ def deletion_insertion(model: nn.Module, images: torch.Tensor, maps: torch.Tenso
     insertion, copied into ``insertion_start`` (RISE: a blur of the image). The
     curves hold the softmax probability of ``target`` (``None``: the class
     predicted on the intact image) at the ``steps + 1`` points; AUC by trapezoids.
-    Cost: ``2 (steps + 1)`` forward passes per image.
+    Cost: ``2 (steps + 1)`` forward passes per image, of a copy of ``model`` with every Conv + BatchNorm pair
+    folded into one convolution (:func:`~utils.explain._common.inference_copy`, as occlusion's passes: the same
+    probabilities to about 1e-7, in about 2/3 of the time); the target is read from ``model`` itself.
     """
     if maps.shape != (images.shape[0],) + tuple(images.shape[2:]):
         raise ValueError(f"maps must be [N, H, W] matching images {list(images.shape)}; got {list(maps.shape)}")
@@ -98,6 +101,7 @@ def deletion_insertion(model: nn.Module, images: torch.Tensor, maps: torch.Tenso
     with evaluating(model):
         n, _, h, w = images.shape
         t = model(images).argmax(1) if target is None else torch.as_tensor(target, device=images.device).view(-1)
+        fast = inference_copy(model)
         deleted = fill_images(images, deletion_fill)
         start = fill_images(images, insertion_start)
         ranks = _ranks(maps.reshape(n, -1), descending=True).view(n, 1, h, w)  # 0 = most important
@@ -107,7 +111,7 @@ def deletion_insertion(model: nn.Module, images: torch.Tensor, maps: torch.Tenso
             top = torch.stack([ranks[i] < c for c in counts])  # [steps+1, 1, H, W]
             dele = torch.where(top, deleted[i], images[i])
             ins = torch.where(top, images[i], start[i])
-            probs = model(torch.cat([dele, ins])).softmax(1)[:, t[i]]
+            probs = fast(torch.cat([dele, ins])).softmax(1)[:, t[i]]
             curves["deletion"].append(probs[: steps + 1])
             curves["insertion"].append(probs[steps + 1:])
     out = {k: torch.stack(v) for k, v in curves.items()}
