@@ -67,9 +67,13 @@ def run_notebook_05(tmp_path):
         target = tmp_path / "05_scaled.ipynb"
         nbformat.write(nb, target)
         # In a child process with stdin closed: a kernel started from a process whose stdin is an open pipe (some
-        # test runners' and terminals') was seen to die or hang here, and never with /dev/null.
-        code = ("import sys, nbformat\nfrom nbclient import NotebookClient\nnb = nbformat.read(sys.argv[1], as_version=4)\n"
-                "NotebookClient(nb, timeout=600, kernel_name='python3', allow_errors=True, "
+        # test runners' and terminals') was seen to die or hang here, and never with /dev/null. With the course's
+        # client (no Output-widget mimic): nbclient's own one answers an explorer's output with a message on the
+        # shell channel while it waits on that channel for the cell's reply, and the reply can then sit unread
+        # until the cell's timeout (nbclient issue #312; seen here: 600 s lost after 05's kernel explorer).
+        code = ("import sys, nbformat\nfrom utils.notebooks import NbvalLikeClient\n"
+                "nb = nbformat.read(sys.argv[1], as_version=4)\n"
+                "NbvalLikeClient(nb, timeout=600, kernel_name='python3', allow_errors=True, "
                 "resources={'metadata': {'path': sys.argv[2]}}).execute()\nnbformat.write(nb, sys.argv[1])\n")
         env = {**os.environ, "PYTHONPATH": str(root), "VEX_FIGS_DIR": str(tmp_path / "figs")}
         done = subprocess.run([sys.executable, "-c", code, str(target), str(root / "notebooks")],

@@ -137,3 +137,35 @@ def test_a_slice_of_each_notebook_to_its_explorers_is_a_few_cells():
         cut = slice_notebook(nbformat.read(path, as_version=4), lambda c: "_explorer(" in c.source)
         assert 2 <= len(cut.cells) <= 5, (path.name, [c.source[:40] for c in cut.cells])
         assert "_explorer(" in cut.cells[-1].source and "save_figure" not in "".join(c.source for c in cut.cells)
+
+
+def test_the_course_client_sends_the_kernel_nothing_but_the_cells():
+    """``NbvalLikeClient`` (``python -m utils.notebooks execute`` and the tests that run notebook 05) answers no
+    explorer: nbclient's own client mimics the ``Output`` widget of an ``interactive`` explorer and sends its state
+    back on the shell channel while it awaits the cell's reply on that channel, and that reply can then stay unread
+    until the cell's timeout (nbclient issue #312: 600 s of a CI run lost after notebook 05's kernel explorer).
+    Both clients run the same explorer cell; only nbclient's own sends anything but execute requests."""
+    from nbclient import NotebookClient
+    from utils.notebooks import NbvalLikeClient
+
+    def shell_messages(client_class: type) -> list[str]:
+        sent: list[str] = []
+
+        class Recording(client_class):
+            async def async_start_new_kernel_client(self):
+                kc = await super().async_start_new_kernel_client()
+                send = kc.shell_channel.send
+                kc.shell_channel.send = lambda msg: sent.append(msg["header"]["msg_type"]) or send(msg)
+                return kc
+
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell("from ipywidgets import interactive\n"
+                                              "interactive(lambda x: print('drawn', x), x=1)"),
+                    nbformat.v4.new_code_cell("print('next cell')")]
+        Recording(nb, timeout=60, kernel_name="python3").execute()
+        assert nb.cells[1].outputs[0]["text"] == "next cell\n"
+        return sent
+
+    assert set(shell_messages(NbvalLikeClient)) <= {"execute_request", "kernel_info_request"}
+    assert "comm_msg" in shell_messages(NotebookClient), "nbclient's Output-widget mimic no longer answers: " \
+                                                          "this test no longer shows what it guards against"

@@ -87,7 +87,11 @@ if "google.colab" in sys.modules:
 
 
 class NbvalLikeClient(NotebookClient):
-    """An nbclient that, like nbval, neither redirects output into Output widgets nor honours clear_output."""
+    """An nbclient that, like nbval, neither redirects output into Output widgets nor honours clear_output.
+
+    It also sends the kernel nothing but the cells: nbclient's own Output-widget mimic answers an explorer's output
+    on the shell channel while the client awaits the cell's reply there, and the reply can then stay unread until
+    the cell's timeout (nbclient issue #312; ``tests/test_notebooks.py`` shows both clients' messages)."""
 
     def register_output_hook(self, msg_id: str, hook: Any) -> None:  # noqa: D102
         pass
