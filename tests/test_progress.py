@@ -49,15 +49,15 @@ def test_a_status_line_in_a_notebook_keeps_its_last_text(tmp_path):
     """In a kernel, the seed study's status is one display replaced in place: the saved output is the last line
     (a tqdm widget saved in a notebook shows the text it was first drawn with, "0/5", wherever widgets are not
     rendered). Outside a kernel, only the final lines are written."""
-    import nbclient
     import nbformat
     from pathlib import Path
+    from utils.notebooks import NbvalLikeClient  # how the course executes notebooks (docs/design.md, section 5)
     root = Path(__file__).resolve().parent.parent
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(
         f"import sys\nsys.path.insert(0, {str(root)!r})\nfrom utils.progress import Status\n"
         "s = Status()\ns('models: 0/2; now a', final=False)\ns('models: 1/2 (a)')\ns('models: 2/2 ready', final=False)")]
-    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NbvalLikeClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = nb.cells[0].outputs
     assert [o["output_type"] for o in outputs] == ["display_data"]
     assert outputs[0]["data"] == {"text/plain": "models: 2/2 ready"}
