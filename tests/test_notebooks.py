@@ -143,7 +143,8 @@ def test_the_course_client_sends_the_kernel_nothing_but_the_cells():
     """``NbvalLikeClient`` (``python -m utils.notebooks execute`` and the tests that run notebook 05) answers no
     explorer: nbclient's own client mimics the ``Output`` widget of an ``interactive`` explorer and sends its state
     back on the shell channel while it awaits the cell's reply on that channel, and that reply can then stay unread
-    until the cell's timeout (nbclient issue #312: 600 s of a whole-suite run in CI's setting lost after notebook 05's kernel explorer).
+    until the cell's timeout (nbclient issue #312: 600 s of a whole-suite run in CI's setting lost after notebook
+    05's kernel explorer).
     Both clients run the same explorer cell; only nbclient's own sends anything but execute requests."""
     from nbclient import NotebookClient
     from utils.notebooks import NbvalLikeClient
